@@ -1,0 +1,44 @@
+# daa — the two commands a newcomer needs are `make demo` and `make test`; both install what they need first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU boxes must never pull a multi-GB CUDA build: pin the CPU wheel. GPU users: `make install TORCH=` with
+# nothing (keeps whatever torch the venv already has) or `TORCH="torch==X --index-url ..."`.
+TORCH ?= torch==2.13.0
+# Same triton the CUDA build of torch 2.13 pins, so CPU (interpreter) and GPU runs use one version.
+TRITON ?= triton==3.7.1
+# SYSTEM_SITE=1 lets the venv see a cluster-provided torch (module load / conda) instead of installing one.
+SYSTEM_SITE ?= 0
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.torch_ext
+
+.PHONY: install test lint bench demo clean-venv
+
+$(VENV)/.installed: setup.py pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(if $(filter 1,$(SYSTEM_SITE)),--system-site-packages) $(VENV)
+	@if $(PY) -c "import torch" 2>/dev/null; then \
+	    echo "install: using the torch already importable: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
+	elif [ -n "$(TORCH)" ]; then \
+	    echo "install: $(TORCH)"; $(PY) -m pip install -q $(TORCH) numpy; \
+	else echo "install: TORCH is empty and no torch is importable; install one or set TORCH=" >&2; exit 1; fi
+	@if $(PY) -c "import torch, sys; sys.exit(torch.version.cuda is not None)"; then \
+	    $(PY) -m pip install -q numpy $(TRITON); fi
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest -q tests
+
+lint: install
+	$(PY) -m ruff check daa kernels data_shards launch tests
+
+bench: install
+	$(PY) -m kernels.bench
+
+demo: install
+	$(PY) -m daa.demo
+
+clean-venv:
+	rm -rf $(VENV)

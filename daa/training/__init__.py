@@ -1,0 +1,1 @@
+"""Training machinery: distributed setup, the Trainer, checkpoints, evaluation and logging."""

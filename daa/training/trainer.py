@@ -1,0 +1,334 @@
+"""The Trainer: joint restorer + diffusion training under DeepSpeed (ZeRO 0–3, fp32/bf16/fp16, accumulation).
+
+One optimizer step consumes `global_batch` images = micro_batch × grad_accum × world. Progress, the α ramp, the EMA,
+logging, evaluation and checkpoints are all counted in images seen. Every random draw of a micro-step (ᾱ, swap
+masks, ε, dropout) comes from generators seeded by (seed, rank, micro-step), so a resumed run continues exactly as
+an uninterrupted one; the data stream's state is checkpointed per rank.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import ConfigError, TrainConfig, deepspeed_config, dump_yaml, load_config
+from ..ema import EMA
+from ..export import save_restorer
+from ..models import build_diffusion_unet, build_restorer, count_parameters
+from ..objective import DAAObjective, alpha_ramp
+from .checkpoint import CheckpointDir, rng_state, set_rng_state, tag_for
+from .distributed import DistInfo, all_reduce_mean, any_rank, barrier, init_distributed
+from .evaluation import evaluate, save_grid, to_range
+from .logger import RunLogger
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def step_seed(seed: int, rank: int, micro_step: int) -> int:
+    """A distinct 63-bit seed per (run seed, rank, micro-step)."""
+    return (seed * 1_000_003 + rank * 7_919 + micro_step * 104_729 + 12_345) % (2**63 - 1)
+
+
+def build_objective(cfg: TrainConfig) -> DAAObjective:
+    m = cfg.model
+    restorer = build_restorer(m.restorer, m.restorer_preset, init=m.restorer_init, **m.restorer_args)
+    denoiser = None
+    if cfg.objective.mode != "baseline":
+        denoiser = build_diffusion_unet(m.diffusion_preset, **m.diffusion_args)
+    obj_cfg = cfg.objective
+    obj_cfg.kernels = cfg.run.kernels
+    return DAAObjective(restorer, denoiser, obj_cfg, cfg.schedule)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, stream=None, valset=None):
+        """`stream` (an iterator of batch dicts with state_dict/load_state_dict) and `valset` ((degraded, clean)
+        tensors in [0,1]) default to the shard stream and validation split named in cfg.data."""
+        self.cfg = cfg
+        self.dist: DistInfo = init_distributed(cfg.run.dist_timeout_minutes)
+        self.run_dir = Path(cfg.run.run_dir)
+        self.log = RunLogger(self.run_dir, self.dist.is_main, cfg.run.tensorboard)
+        self._check_run_dir()
+        if cfg.run.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            # ...but do not NaN-fill every torch.empty: DeepSpeed allocates GB-sized gradient buckets with it
+            torch.utils.deterministic.fill_uninitialized_memory = False
+            torch.backends.cudnn.benchmark = False
+        torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
+        self.objective = build_objective(cfg)
+        self.value_range = cfg.data.range()
+        self.dtype = DTYPES[cfg.run.precision]
+        self.accum = cfg.grad_accum(self.dist.world_size)
+        self.ds_config = deepspeed_config(cfg, self.dist.world_size)
+        self.engine = self._build_engine()
+        self.restorer = self.engine.module.restorer
+        self.ema = EMA(self.restorer, cfg.run.ema_half_life_images)
+        self.images_seen = 0
+        self.micro_step = 0
+        self.skipped_steps = 0
+        self.ckpt = CheckpointDir(self.run_dir)
+        self.stream = stream if stream is not None else self._build_stream()
+        self.valset = valset if valset is not None else self._load_valset()
+        self.history: list[dict[str, Any]] = []
+        self._resume()
+
+    # ---- construction ---------------------------------------------------------------------------------------------
+    def _check_run_dir(self) -> None:
+        """A run directory belongs to one config: a rerun of the same command resumes, another config is refused."""
+        cfg_path = self.run_dir / "config.yaml"
+        if cfg_path.is_file():
+            old = load_config(str(cfg_path))
+            if old.hash() != self.cfg.hash():
+                a, b = _flat(old.to_dict()), _flat(self.cfg.to_dict())
+                diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in _resumable()]
+                raise ConfigError(f"run dir {self.run_dir} holds a run with a different config "
+                                  f"(differs in {', '.join(diff[:5]) or 'hash'}); use another run.run_dir")
+        barrier()
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            cfg_path.write_text(dump_yaml(self.cfg))
+        barrier()
+
+    def _build_engine(self):
+        import deepspeed
+
+        o = self.cfg.optim
+        obj = self.objective
+        groups = [{"params": list(obj.restorer.parameters()), "lr": o.lr}]
+        if obj.denoiser is not None:
+            groups.append({"params": list(obj.denoiser.parameters()), "lr": o.diffusion_lr or o.lr})
+        # a client torch optimizer: no C++ op is JIT-built, and it is exactly the official Adam
+        opt = torch.optim.Adam(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+        engine, *_ = deepspeed.initialize(model=obj, optimizer=opt, config=self.ds_config)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "ds_config.json").write_text(json.dumps(self.ds_config, indent=2))
+            n_r = count_parameters(obj.restorer)
+            n_d = count_parameters(obj.denoiser) if obj.denoiser is not None else 0
+            self.log.info(f"mode={self.cfg.objective.mode} restorer={self.cfg.model.restorer} ({n_r:,} params) "
+                          f"diffusion={n_d:,} params  world={self.dist.world_size} micro={self.cfg.run.micro_batch} "
+                          f"accum={self.accum} zero={self.cfg.run.zero_stage} precision={self.cfg.run.precision} "
+                          f"device={self.dist.device}")
+        return engine
+
+    def _build_stream(self):
+        from data_shards.stream import StreamConfig, TrainStream
+
+        d = self.cfg.data
+        if not d.shards:
+            raise ConfigError("data.shards is empty: point it at a directory written by `python -m data_shards.write`")
+        scfg = StreamConfig(shards=d.shards, patch_size=d.patch_size, batch_size=self.cfg.run.micro_batch,
+                            seed=self.cfg.run.seed, num_workers=d.num_workers, task=d.task,
+                            awgn_sigma=tuple(d.awgn_sigma), with_ref=self.cfg.objective.mode == "daa_ref")
+        return TrainStream(scfg, rank=self.dist.rank, world_size=self.dist.world_size)
+
+    def _load_valset(self):
+        if not self.cfg.data.val:
+            return None
+        from data_shards.valset import load_valset
+
+        x, y = load_valset(self.cfg.data.val)
+        if self.cfg.data.val_limit:
+            x, y = x[: self.cfg.data.val_limit], y[: self.cfg.data.val_limit]
+        return x, y
+
+    # ---- checkpoints ----------------------------------------------------------------------------------------------
+    def _resume(self) -> None:
+        tag = self.ckpt.latest()
+        if tag is None:
+            return
+        _, client = self.engine.load_checkpoint(str(self.ckpt.root), tag=tag, load_module_strict=True)
+        if client is None:
+            raise RuntimeError(f"checkpoint {self.ckpt.root / tag} could not be loaded")
+        if client.get("config_hash") != self.cfg.hash():
+            raise ConfigError(f"checkpoint {tag} was written by a different config (hash {client.get('config_hash')})")
+        self.images_seen, self.micro_step = client["images_seen"], client["micro_step"]
+        self.skipped_steps = client.get("skipped_steps", 0)
+        self.ema.module.load_state_dict(client["ema"])
+        state = self.ckpt.read_rank_state(tag, self.dist.rank)
+        if state is not None:
+            if hasattr(self.stream, "load_state_dict") and state.get("stream") is not None:
+                self.stream.load_state_dict(state["stream"])
+            set_rng_state(state["rng"])
+        self.history = client.get("history", [])
+        self.log.info(f"resumed from {tag}: {self.images_seen:,} images seen")
+
+    def save_checkpoint(self) -> str:
+        step = self.engine.global_steps
+        tag = tag_for(step)
+        client = {"images_seen": self.images_seen, "micro_step": self.micro_step, "config_hash": self.cfg.hash(),
+                  "ema": self.ema.module.state_dict(), "skipped_steps": self.skipped_steps,
+                  "history": self.history}
+        self.engine.save_checkpoint(str(self.ckpt.root), tag=tag, client_state=client)  # every rank: ZeRO shards
+        stream_state = self.stream.state_dict() if hasattr(self.stream, "state_dict") else None
+        self.ckpt.write_rank_state(tag, self.dist.rank, {"stream": stream_state, "rng": rng_state()})
+        barrier()
+        self.export()
+        if self.dist.is_main:
+            self.ckpt.mark_complete(tag)
+            self.ckpt.prune(self.cfg.run.keep_checkpoints)
+        barrier()
+        return tag
+
+    def export(self) -> None:
+        """Restorer-only safetensors (raw and EMA weights) that load without DeepSpeed. Called on every rank
+        (gathering ZeRO-3 partitions is collective); rank 0 writes."""
+        with self._gathered(self.restorer):
+            raw = {k: v.detach().clone() for k, v in self.restorer.state_dict().items()} if self.dist.is_main else {}
+        if not self.dist.is_main:
+            return
+        m = self.cfg.model
+        meta = {"restorer": m.restorer, "preset": m.restorer_preset, "args": m.restorer_args,
+                "value_range": list(self.value_range), "task": self.cfg.data.task, "images_seen": self.images_seen,
+                "mode": self.cfg.objective.mode}
+        save_restorer(self.run_dir / "export" / "restorer.safetensors", raw, {**meta, "ema": False})
+        save_restorer(self.run_dir / "export" / "restorer_ema.safetensors", self.ema.module, {**meta, "ema": True})
+
+    def _gathered(self, module):
+        """Full parameters of `module` for reading (ZeRO-3 partitions them across ranks)."""
+        if self.cfg.run.zero_stage == 3:
+            import deepspeed
+
+            return deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None)
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    # ---- one step -------------------------------------------------------------------------------------------------
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: to_range(v, self.value_range).to(self.dist.device, self.dtype, non_blocking=True)
+                for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+    def train_step(self, batches) -> dict[str, float]:
+        """One optimizer step (grad_accum micro-steps). Returns the averaged loss terms of this rank."""
+        sums: dict[str, float] = {}
+        n_ok = 0
+        for _ in range(self.accum):
+            batch = self._to_device(next(batches))
+            seed = step_seed(self.cfg.run.seed, self.dist.rank, self.micro_step)
+            torch.manual_seed(seed)  # dropout and every draw of this micro-step
+            alpha = alpha_ramp(self.images_seen, self.cfg.objective.alpha_max, self.cfg.objective.alpha_ramp_images)
+            out = self.engine(batch, alpha=alpha)
+            loss = out["loss"]
+            self.micro_step += 1
+            self.images_seen += self.cfg.run.micro_batch * self.dist.world_size
+            # a non-finite loss on any rank skips this micro-batch on all ranks (no backward, no step)
+            if any_rank(not bool(torch.isfinite(loss.detach()).all()), self.dist.device):
+                self.skipped_steps += 1
+                self.log.info(f"non-finite loss at {self.images_seen:,} images: micro-step skipped "
+                              f"({self.skipped_steps} so far)")
+                continue
+            self.engine.backward(loss)
+            boundary = self.engine.is_gradient_accumulation_boundary()
+            self.engine.step()
+            n_ok += 1
+            for k, v in out.items():
+                if v.numel() == 1:
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+            if boundary:
+                with self._gathered(self.restorer):
+                    self.ema.update(self.restorer, self.cfg.run.global_batch)
+        return {k: v / max(n_ok, 1) for k, v in sums.items()}
+
+    # ---- the loop -------------------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        cfg = self.cfg.run
+        batches = iter(self.stream)
+        last = {"log": self.images_seen, "eval": self.images_seen, "ckpt": self.images_seen}
+        acc: dict[str, float] = {}
+        n_acc, t0, img0 = 0, time.time(), self.images_seen
+        bar = _progress(self.dist.is_main, cfg.total_images, self.images_seen)
+        final: dict[str, Any] = {}
+        try:
+            while self.images_seen < cfg.total_images:
+                before = self.images_seen
+                terms = self.train_step(batches)
+                for k, v in terms.items():
+                    acc[k] = acc.get(k, 0.0) + v
+                n_acc += 1
+                if bar is not None:
+                    bar.update(self.images_seen - before)
+                if self.images_seen - last["log"] >= cfg.log_every_images or self.images_seen >= cfg.total_images:
+                    rec = all_reduce_mean({k: v / n_acc for k, v in acc.items()}, self.dist.device)
+                    dt = time.time() - t0
+                    rec.update(images_seen=self.images_seen, kimg=self.images_seen / 1000,
+                               step=self.engine.global_steps, images_per_s=(self.images_seen - img0) / max(dt, 1e-9),
+                               skipped_steps=self.skipped_steps, lr=self.engine.get_lr()[0])
+                    gn = self.engine.get_global_grad_norm()
+                    if gn is not None and math.isfinite(float(gn)):
+                        rec["grad_norm"] = float(gn)
+                    if torch.cuda.is_available():
+                        rec["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
+                    self.log.stats(rec, self.images_seen)
+                    self.history.append({k: rec[k] for k in ("kimg", "loss", "pix", "noise") if k in rec})
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{rec.get('loss', float('nan')):.4f}",
+                                        img_s=f"{rec['images_per_s']:.1f}")
+                    acc, n_acc, t0, img0, last["log"] = {}, 0, time.time(), self.images_seen, self.images_seen
+                done = self.images_seen >= cfg.total_images
+                if self.valset is not None and (self.images_seen - last["eval"] >= cfg.eval_every_images or done):
+                    final = self.evaluate()
+                    last["eval"] = self.images_seen
+                if self.images_seen - last["ckpt"] >= cfg.ckpt_every_images or done:
+                    self.save_checkpoint()
+                    last["ckpt"] = self.images_seen
+        finally:
+            if bar is not None:
+                bar.close()
+        self.log.info(f"finished: {self.images_seen:,} images, {self.skipped_steps} skipped micro-steps")
+        return final
+
+    def evaluate(self) -> dict[str, float]:
+        """EMA restorer on the validation split (rank 0), with a sample grid; other ranks wait."""
+        res: dict[str, float] = {}
+        if self.dist.is_main:
+            x, y = self.valset
+            res, restored = evaluate(self.ema.module, x, y, self.value_range, self.dist.device)
+            with self._gathered(self.restorer):
+                raw, _ = evaluate(self.restorer, x, y, self.value_range, self.dist.device, dtype=self.dtype)
+            res.update({k.replace("val/", "val_raw/"): v for k, v in raw.items() if k != "val/input_psnr"})
+            res.update(images_seen=self.images_seen, kimg=self.images_seen / 1000)
+            self.log.stats(res, self.images_seen)
+            self.log.info("eval " + "  ".join(f"{k}={v:.4f}" for k, v in res.items() if k.startswith("val")))
+            save_grid(self.run_dir / "samples" / f"img{self.images_seen:010d}.png", x, restored, y,
+                      self.cfg.run.sample_images)
+        elif self.cfg.run.zero_stage == 3:
+            with self._gathered(self.restorer):  # ZeRO-3 gathering is collective: every rank takes part
+                pass
+        barrier()
+        return res
+
+    def close(self) -> None:
+        self.log.close()
+        if hasattr(self.stream, "close"):
+            self.stream.close()
+
+
+def _progress(enabled: bool, total: int, initial: int):
+    if not enabled or os.environ.get("DAA_NO_TQDM"):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="img", unit_scale=True, dynamic_ncols=True, smoothing=0.1)
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k in ("model", "objective", "schedule", "data", "optim", "run"):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _resumable():
+    from ..config import RESUMABLE_FIELDS
+
+    return RESUMABLE_FIELDS

@@ -1,0 +1,1 @@
+"""Data layer: degradation synthesis, webdataset shard writing, streaming readers (built in the data issue)."""

@@ -1,0 +1,348 @@
+"""Offline clean-photo corpus for DAA-mini: gather, downscale, record licences and split pools (notes/data.md §1, §3.3).
+
+Two pools of clean photographs that need no dataset download:
+- pool P: photos bundled inside PyPI wheels (scikit-image; scikit-learn's china/flower and matplotlib's grace_hopper
+  when those packages import, skipped quietly otherwise);
+- pool D: 35 hand-picked wallpaper photographs from 4 Debian packages, fetched with `apt-get download` into a temporary
+  directory and unpacked with `dpkg-deb -x` (nothing is installed). Without apt, the corpus is pool P only.
+
+Each photo is downscaled to a maximum side (PIL BOX, which also averages away sensor noise and JPEG artefacts) and
+saved as PNG; `manifest.json` records per photo its file, source package, author, licence, size and split pool
+(E = held-out test, S = source pairs, U = unpaired target). Only this explicit build step touches the network;
+`load_manifest` and `load_photo` read local files only.
+
+    python -m data_shards.photos --out .data/photos [--max-side 1024] [--no-apt]
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+MANIFEST = "manifest.json"
+MARKER = ".daa-photo-corpus"  # written first, so an interrupted build is still recognised as ours on re-run
+FORMAT_VERSION = 1
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pool P: (name, package, author, licence) as notes/data.md §1.1 and the packages' docstrings/README state them.
+POOL_P = [
+    ("astronaut", "scikit-image", "NASA (Eileen Collins portrait)", "public domain"),
+    ("chelsea", "scikit-image", "Stefan van der Walt", "CC0"),
+    ("coffee", "scikit-image", "Rachel Michetti", "CC0"),
+    ("rocket", "scikit-image", "SpaceX", "public domain"),
+    ("motorcycle_left", "scikit-image", "Middlebury 2014 stereo benchmark", "no licence stated"),
+    ("china", "scikit-learn", "danielbuechele (Flickr)", "CC-BY-2.0"),
+    ("flower", "scikit-learn", "vultilion (Flickr)", "CC-BY-2.0"),
+    ("grace_hopper", "matplotlib", "US Navy", "public domain"),
+]
+
+# Pool D: package -> [(name, licence)], notes/data.md §1.2. Authors of the lomiri photos are in their file names;
+# plasma authors come from each wallpaper's metadata.json; the notes name none for mate-backgrounds.
+_L16 = "lomiri-wallpapers-16.04"
+POOL_D: dict[str, list[tuple[str, str]]] = {
+    _L16: [
+        ("Bridge_by_Sander_Klootwijk", "CC-BY-SA-4.0"),
+        ("Dragonfly_by_Bolly", "CC-BY-SA-4.0"),
+        ("Picture_0B_by_freespace", "CC-BY-4.0"),
+        ("Picture_1A_by_freespace", "CC-BY-4.0"),
+        ("Wine_by_Jakkub_Mede", "CC-BY-4.0"),
+        ("aitzgorri_by_Aitzol_Berasategi", "CC-BY-4.0"),
+        ("friends_by_Aitzol_Berasategi", "CC-BY-4.0"),
+        ("life_by_Aitzol_Berasategi", "CC-BY-4.0"),
+        ("picosdeeuropa_by_Aitzol_Berasategi", "CC-BY-4.0"),
+        ("seeding_by_Clements_Engelhardt", "CC0-1.0"),
+        ("sunset_by_Aitzol_Berasategi", "CC-BY-4.0"),
+    ],
+    "lomiri-wallpapers-20.04": [("Kleiber_by_Lukas_Baubkus", "CC-BY-SA-3.0")],
+    "mate-backgrounds": [
+        (n, "GPL-2+")
+        for n in ("Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm",
+                  "TwoWings", "Wood", "YellowFlower")
+    ],
+    "plasma-workspace-wallpapers": [
+        (n, "LGPL-3")
+        for n in ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey",
+                  "Kite", "OneStandsOut", "Path", "summer_1am")
+    ],
+}
+_D_DIRS = {_L16: "usr/share/backgrounds", "lomiri-wallpapers-20.04": "usr/share/backgrounds",
+           "mate-backgrounds": "usr/share/backgrounds/mate/nature"}
+
+# Splits, notes/data.md §3.3. E is fixed by the pilot. S takes every other remaining photo of each package, 4 each
+# from lomiri-16.04, mate and plasma (Kleiber, the only lomiri-20.04 photo, goes to U); the remaining 17 go to U.
+SPLIT_E = {"FreshFlower", "Kite", "life_by_Aitzol_Berasategi", "Picture_1A_by_freespace", "ColorfulCups", "Storm",
+           "coffee", "rocket"}
+SPLIT_S_D = {"Bridge_by_Sander_Klootwijk", "Picture_0B_by_freespace", "aitzgorri_by_Aitzol_Berasategi",
+             "picosdeeuropa_by_Aitzol_Berasategi", "Aqua", "Dune", "GreenMeadow", "RainDrops", "BytheWater",
+             "DarkestHour", "FallenLeaf", "OneStandsOut"}
+# Pool-P-only fallback (no apt): smoke tests and CI only, too small for claims.
+FALLBACK = {"coffee": "E", "rocket": "E", "astronaut": "S", "china": "S", "grace_hopper": "S",
+            "chelsea": "U", "flower": "U", "motorcycle_left": "U"}
+
+
+def split_of(name: str, pool: str, have_pool_d: bool) -> str:
+    """Split pool ('E', 'S' or 'U') of a photo; pool P uses the fallback split when pool D is absent."""
+    if not have_pool_d:
+        return FALLBACK[name]
+    if name in SPLIT_E:
+        return "E"
+    if pool == "P" or name in SPLIT_S_D:
+        return "S"
+    return "U"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def load_photo(path: str) -> np.ndarray:
+    """Read an image file as float32 HxWx3 RGB in [0,1] (grayscale and RGBA are converted)."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def load_manifest(directory: str) -> list[dict]:
+    """The corpus' photo records; each gets an absolute "path" added next to its relative "file"."""
+    with open(os.path.join(directory, MANIFEST), encoding="utf-8") as f:
+        photos = json.load(f)["photos"]
+    return [{**p, "path": os.path.abspath(os.path.join(directory, p["file"]))} for p in photos]
+
+
+def _open_rgb(path: str) -> Image.Image:
+    with Image.open(path) as im:  # closes the (up to 20 MP) source file as soon as it is decoded
+        return im.convert("RGB")  # Grey is a grayscale JPEG
+
+
+def _downscale(im: Image.Image, max_side: int) -> Image.Image:
+    im = im.convert("RGB")
+    s = max_side / max(im.size)
+    if s < 1:
+        im = im.resize((max(1, round(im.size[0] * s)), max(1, round(im.size[1] * s))), Image.BOX)
+    return im
+
+
+def _pool_p_sources() -> list[tuple[str, str, str, str, Callable[[], Image.Image]]]:
+    """(name, package, author, licence, opener) for every pool-P photo whose package imports."""
+    out = []
+    meta = {n: (pkg, a, lic) for n, pkg, a, lic in POOL_P}
+    import skimage.data as skd
+
+    for n in ("astronaut", "chelsea", "coffee", "rocket"):
+        out.append((n, *meta[n], lambda n=n: Image.fromarray(getattr(skd, n)())))
+    out.append(("motorcycle_left", *meta["motorcycle_left"], lambda: Image.fromarray(skd.stereo_motorcycle()[0])))
+    try:  # optional: scikit-learn's two Flickr photos
+        from sklearn.datasets import load_sample_image
+
+        for n in ("china", "flower"):
+            out.append((n, *meta[n], lambda n=n: Image.fromarray(load_sample_image(f"{n}.jpg"))))
+    except ImportError:
+        pass
+    try:  # optional: matplotlib's sample photo
+        import matplotlib.cbook as cbook
+
+        def _hopper() -> Image.Image:
+            with cbook.get_sample_data("grace_hopper.jpg") as f:
+                return Image.open(f).convert("RGB")
+
+        cbook.get_sample_data("grace_hopper.jpg").close()  # fail here, not later, if the file is not bundled
+        out.append(("grace_hopper", *meta["grace_hopper"], _hopper))
+    except (ImportError, OSError, ValueError):
+        pass
+    return out
+
+
+def _dist_version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _fetch_debs(workdir: str) -> tuple[str | None, dict[str, str], str]:
+    """apt-get download + dpkg-deb -x the pool-D packages into workdir. Returns (root or None, versions, message)."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        return None, {}, "apt-get/dpkg-deb not found"
+    debs = os.path.join(workdir, "debs")
+    os.makedirs(debs)
+    try:
+        subprocess.run(["apt-get", "download", *POOL_D], cwd=debs, check=True, capture_output=True, text=True,
+                       timeout=900)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+        err = getattr(e, "stderr", None) or str(e)
+        last = [ln for ln in str(err).strip().splitlines() if ln.strip()][-1:] or [str(e)]
+        return None, {}, f"apt-get download failed ({last[0].strip()}; an `apt-get update` may help)"
+    root = os.path.join(workdir, "root")
+    versions = {}
+    for deb in sorted(glob.glob(os.path.join(debs, "*.deb"))):
+        subprocess.run(["dpkg-deb", "-x", deb, root], check=True, capture_output=True, timeout=300)
+        pkg, ver = os.path.basename(deb).split("_")[:2]
+        versions[pkg] = ver.replace("%3a", ":")
+    return root, versions, ""
+
+
+def _deb_source(root: str, pkg: str, name: str) -> tuple[str | None, str | None]:
+    """(image path, author) of one pool-D photo inside the unpacked tree."""
+    if pkg == "plasma-workspace-wallpapers":
+        base = os.path.join(root, "usr/share/wallpapers", name)
+        # One real file per wallpaper; the other size names are symlinks to it.
+        files = [p for p in glob.glob(os.path.join(base, "contents/images/*")) if not os.path.islink(p)]
+        author = None
+        try:
+            with open(os.path.join(base, "metadata.json"), encoding="utf-8") as f:
+                author = json.load(f)["KPlugin"]["Authors"][0]["Name"]
+        except (OSError, KeyError, IndexError, ValueError):
+            pass
+        return (max(files, key=os.path.getsize) if files else None), author
+    hits = sorted(glob.glob(os.path.join(root, _D_DIRS[pkg], name + ".*")))
+    return (hits[0] if hits else None), _author_in_name(name)
+
+
+def _author_in_name(name: str) -> str | None:
+    """Lomiri wallpapers are named `<title>_by_<First_Last>`."""
+    return name.split("_by_", 1)[1].replace("_", " ") if "_by_" in name else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+class CorpusError(Exception):
+    """A one-line, user-facing reason the corpus cannot be built."""
+
+
+def _claim_dir(out: str, max_side: int) -> dict:
+    """Make `out` ours (or recognise it as ours) and return the previous manifest, if any."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CorpusError(f"--out {out} exists and is not a directory")
+    if os.path.isdir(out) and os.listdir(out) and not os.path.exists(os.path.join(out, MARKER)):
+        raise CorpusError(f"--out {out} exists, is not empty and is not a photo corpus (no {MARKER}); "
+                          "pass a new or empty directory")
+    os.makedirs(out, exist_ok=True)
+    marker = os.path.join(out, MARKER)
+    if not os.path.exists(marker):
+        with open(marker, "w", encoding="utf-8") as f:
+            f.write("DAA-mini photo corpus built by `python -m data_shards.photos`.\n")
+    ignore = os.path.join(out, ".gitignore")
+    if not os.path.exists(ignore):  # derived, licensed data (30 MB): keep it out of git wherever --out points
+        with open(ignore, "w", encoding="utf-8") as f:
+            f.write("# created by data_shards.photos\n*\n")
+    prev: dict = {}
+    if os.path.exists(os.path.join(out, MANIFEST)):
+        with open(os.path.join(out, MANIFEST), encoding="utf-8") as f:
+            prev = json.load(f)
+        if prev.get("max_side") != max_side:
+            raise CorpusError(f"--out {out} was built with --max-side {prev.get('max_side')}, not {max_side}; "
+                              "use another --out")
+    return prev
+
+
+def _save(out: str, rel: str, opener: Callable[[], Image.Image], max_side: int) -> tuple[int, int, bool]:
+    """Write one PNG unless it already exists. Returns (width, height, written)."""
+    dst = os.path.join(out, rel)
+    if os.path.exists(dst):
+        with Image.open(dst) as im:
+            return im.size[0], im.size[1], False
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    im = _downscale(opener(), max_side)
+    tmp = dst + ".tmp"
+    im.save(tmp, format="PNG")
+    os.replace(tmp, dst)  # never leave a truncated PNG that a re-run would take for a finished one
+    return im.size[0], im.size[1], True
+
+
+def build(out: str, max_side: int = 1024, use_apt: bool = True, log: Callable[[str], None] = print) -> list[dict]:
+    """Build (or complete) the corpus in `out`; returns the manifest's photo records."""
+    prev = _claim_dir(out, max_side)
+    prev_by_name = {p["name"]: p for p in prev.get("photos", [])}
+    records: list[dict] = []
+    written = 0
+
+    for name, pkg, author, lic, opener in _pool_p_sources():
+        w, h, new = _save(out, f"p/{name}.png", opener, max_side)
+        written += new
+        records.append({"name": name, "file": f"p/{name}.png", "pool": "P", "package": pkg,
+                        "package_version": _dist_version(pkg), "author": author, "licence": lic,
+                        "width": w, "height": h})
+
+    d_names = [(pkg, n, lic) for pkg, items in POOL_D.items() for n, lic in items]
+    missing = [(pkg, n, lic) for pkg, n, lic in d_names if not os.path.exists(os.path.join(out, f"d/{n}.png"))]
+    root, versions = None, {}
+    with tempfile.TemporaryDirectory(prefix="daa-photos-") as tmp:
+        if missing and use_apt:
+            root, versions, msg = _fetch_debs(tmp)
+            if root is None:
+                log(f"photos: pool D unavailable ({msg}); continuing with pool P only")
+            else:
+                _keep_copyright_files(root, out)
+        elif missing:
+            log("photos: --no-apt given; pool D skipped (pool P only)")
+        for pkg, name, lic in d_names:
+            rel = f"d/{name}.png"
+            old = prev_by_name.get(name, {})
+            src, author = _deb_source(root, pkg, name) if root else (None, old.get("author", _author_in_name(name)))
+            if not os.path.exists(os.path.join(out, rel)):
+                if src is None:
+                    if root is not None:
+                        log(f"photos: {name} not found in {pkg}; skipped")
+                    continue
+                author = author if author is not None else old.get("author")
+            w, h, new = _save(out, rel, lambda s=src: _open_rgb(s), max_side)
+            written += new
+            records.append({"name": name, "file": rel, "pool": "D", "package": pkg,
+                            "package_version": versions.get(pkg, old.get("package_version")), "author": author,
+                            "licence": lic, "width": w, "height": h})
+
+    have_d = any(r["pool"] == "D" for r in records)
+    for r in records:
+        r["split"] = split_of(r["name"], r["pool"], have_d)
+    manifest = {"format": FORMAT_VERSION, "max_side": max_side,
+                "split_scheme": "full" if have_d else "pool_p_fallback", "photos": records}
+    _write_json(os.path.join(out, MANIFEST), manifest)
+    counts = {k: sum(r["split"] == k for r in records) for k in "ESU"}
+    n_p, n_d = sum(r["pool"] == "P" for r in records), sum(r["pool"] == "D" for r in records)
+    log(f"photos: {len(records)} photos (pool P {n_p}, pool D {n_d}; {written} newly written) -> "
+        f"E {counts['E']} / S {counts['S']} / U {counts['U']} in {out}")
+    return load_manifest(out)
+
+
+def _keep_copyright_files(root: str, out: str) -> None:
+    """Keep each package's debian/copyright next to the derivatives (CC-BY(-SA) and GPL need the attribution)."""
+    os.makedirs(os.path.join(out, "licences"), exist_ok=True)
+    for pkg in POOL_D:
+        src = os.path.join(root, "usr/share/doc", pkg, "copyright")
+        dst = os.path.join(out, "licences", f"{pkg}.copyright")
+        if os.path.exists(src) and not os.path.exists(dst):
+            shutil.copyfile(src, dst)
+
+
+def _write_json(path: str, obj: dict) -> None:
+    text = json.dumps(obj, indent=1, ensure_ascii=False) + "\n"
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            if f.read() == text:
+                return  # unchanged: leave the file (and its mtime) alone
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m data_shards.photos", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="corpus directory (created; re-running completes it)")
+    ap.add_argument("--max-side", type=int, default=1024, help="downscale so the longer side is at most this")
+    ap.add_argument("--no-apt", action="store_true", help="skip pool D (the Debian wallpapers); pool P only")
+    args = ap.parse_args(argv)
+    try:
+        build(args.out, args.max_side, use_apt=not args.no_apt)
+    except CorpusError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Installs the three daa packages: the method (daa), the fused kernels (kernels) and the data layer (data_shards).
+
+torch is deliberately unpinned here: CPU users get the pinned CPU wheel from `make install`, GPU users bring the
+torch build that matches their CUDA. Everything else is a plain dependency.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="daa",
+    version="0.1.0",
+    description="Denoising as Adaptation: noise-space domain adaptation for image restoration (training stack)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["daa", "daa.*", "kernels", "kernels.*", "data_shards", "data_shards.*"]),
+    install_requires=[
+        "torch>=2.1",
+        "numpy",
+        "triton>=3.0",
+        "deepspeed>=0.14",
+        "webdataset>=0.2.86",
+        "accelerate",
+        "ninja",
+        "pillow",
+        "scikit-image",
+        "tqdm",
+        "tensorboard",
+        "safetensors",
+        "pyyaml",
+        "scikit-learn",  # bundled sample photos for the offline corpus (china, flower)
+        "matplotlib",  # a bundled photo (grace_hopper) and the demo's loss-curve plot
+    ],
+    extras_require={
+        "dev": ["pytest", "pytest-timeout", "ruff"],
+        "gpu": ["xformers"],
+    },
+)

@@ -1,0 +1,74 @@
+"""data_shards.photos: the offline corpus builder with pool P only (no apt, no network) and the loader API."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from data_shards import photos
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("c") / "photos")
+    assert photos.main(["--out", out, "--no-apt", "--max-side", "256"]) == 0
+    return out
+
+
+def test_manifest_pools_disjoint_and_files_match(corpus):
+    recs = photos.load_manifest(corpus)
+    assert len(recs) >= 5 and all(r["pool"] == "P" for r in recs)
+    names = [r["name"] for r in recs]
+    assert len(set(names)) == len(names)
+    by_split = {k: {r["name"] for r in recs if r["split"] == k} for k in "ESU"}
+    assert set().union(*by_split.values()) == set(names)
+    assert not (by_split["E"] & by_split["S"] or by_split["E"] & by_split["U"] or by_split["S"] & by_split["U"])
+    assert by_split["E"] == {"coffee", "rocket"}  # the pool-P-only fallback split of notes §3.3
+    with open(os.path.join(corpus, "manifest.json")) as f:
+        assert json.load(f)["split_scheme"] == "pool_p_fallback"
+    for r in recs:
+        assert {"file", "package", "author", "licence", "width", "height"} <= set(r)
+        img = photos.load_photo(r["path"])
+        assert img.dtype == np.float32 and img.shape == (r["height"], r["width"], 3)
+        assert max(img.shape[:2]) <= 256 and 0.0 <= img.min() and img.max() <= 1.0
+
+
+def test_rebuild_is_idempotent(corpus):
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(corpus) for f in fs)
+    before = {p: os.stat(p).st_mtime_ns for p in files}
+    with open(os.path.join(corpus, "manifest.json")) as f:
+        manifest = f.read()
+    assert photos.main(["--out", corpus, "--no-apt", "--max-side", "256"]) == 0
+    after = {p: os.stat(p).st_mtime_ns for p in sorted(os.path.join(d, f) for d, _, fs in os.walk(corpus) for f in fs)}
+    assert after == before  # nothing rewritten, nothing added
+    with open(os.path.join(corpus, "manifest.json")) as f:
+        assert f.read() == manifest
+
+
+def test_other_max_side_is_refused(corpus, capsys):
+    assert photos.main(["--out", corpus, "--no-apt", "--max-side", "128"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err
+
+
+def test_non_corpus_dir_is_refused_in_one_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    r = subprocess.run([sys.executable, "-m", "data_shards.photos", "--out", str(tmp_path), "--no-apt"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not a photo corpus" in lines[0]
+    assert os.listdir(tmp_path) == ["notes.txt"]  # nothing written there
+
+
+def test_full_split_is_disjoint_and_sized():
+    # With pool D present (the apt build), the split of notes §3.3: E 8, S 18, U 17, disjoint.
+    p_names = [n for n, *_ in photos.POOL_P]
+    d_names = [n for items in photos.POOL_D.values() for n, _ in items]
+    splits = [photos.split_of(n, "P", True) for n in p_names] + [photos.split_of(n, "D", True) for n in d_names]
+    assert len(d_names) == len(set(d_names)) == 35
+    assert (splits.count("E"), splits.count("S"), splits.count("U")) == (8, 18, 17)
