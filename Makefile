@@ -12,7 +12,7 @@ TRITON ?= triton==3.7.1
 SYSTEM_SITE ?= 0
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.torch_ext
 
-.PHONY: install test lint bench demo clean-venv
+.PHONY: install test test-slurm lint bench bench-step data demo demo-quick clean-venv
 
 $(VENV)/.installed: setup.py pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(if $(filter 1,$(SYSTEM_SITE)),--system-site-packages) $(VENV)
@@ -37,8 +37,23 @@ lint: install
 bench: install
 	$(PY) -m kernels.bench
 
+bench-step: install
+	$(PY) launch/bench_step.py
+
+# the offline photo corpus (photos bundled in pip wheels + Debian wallpaper photos where apt works)
+data: install
+	$(PY) -m data_shards.photos --out .data/photos
+
+# the main job: shards from the offline corpus, baseline vs DAA on 2 CPU ranks, a PSNR table and figures
 demo: install
-	$(PY) -m daa.demo
+	$(PY) launch/demo.py
+
+demo-quick: install
+	$(PY) launch/demo.py --quick --out runs/demo-quick
+
+# a real 2-node Slurm cluster on this machine: submits launch/slurm/train.sbatch for a few CPU steps
+test-slurm: install
+	PYTHON=$(CURDIR)/$(PY) bash launch/slurm/local_cluster.sh
 
 clean-venv:
 	rm -rf $(VENV)

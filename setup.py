@@ -23,6 +23,7 @@ setup(
         "ninja",
         "pillow",
         "scikit-image",
+        "opencv-python-headless",  # 16-bit colour PNG in and out (Pillow cannot hold it)
         "tqdm",
         "tensorboard",
         "safetensors",

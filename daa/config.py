@@ -45,7 +45,8 @@ class ModelConfig:
 class DataConfig:
     task: str = "denoise"
     shards: str = ""
-    """Directory written by `python -m data_shards.write` (has manifest.json)."""
+    """Directory written by `python -m data_shards.write` (has manifest.json), or 'synthetic' for procedural
+    batches (smoke tests and benchmarks without data)."""
     val: str = ""
     """Fixed validation split written by `python -m data_shards.valset` ('' = no evaluation)."""
     patch_size: int = 128

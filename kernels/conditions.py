@@ -65,7 +65,7 @@ import triton
 import triton.language as tl
 
 from .dispatch import kernel_impl
-from .noise_mse import _acc_dtype, _seed_arg, elementwise_settings, regenerate_noise
+from .noise_mse import _acc_dtype, _seed_arg, cdiv, contiguous, elementwise_settings, regenerate_noise
 
 
 @triton.jit
@@ -222,19 +222,24 @@ def _settings(p: int, device: torch.device) -> tuple[int, int]:
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(-1).contiguous()
+    """A per-sample vector (ᾱ, a mask) as the kernels read it: B elements at linear offsets, so any contiguous layout
+    ((B,), (B, 1, 1, 1), ...) is passed as it is (no reshape, no dispatcher call); only a strided one is copied."""
+    return t if t.is_contiguous() else t.contiguous()
 
 
 def _build_conditions_fwd(y, x_s, x_r, r_s, r_r, alpha_bar, swap_pos, swap_neg, noise, seed):
+    """Image inputs contiguous (the Function ensures it). Returns (cond, ŷ_s); no host-device sync."""
     b, _, h, w = y.shape
     p = 3 * h * w
     has_neg = swap_neg is not None
+    dev = y.device
     out_dtype = _promote(y, x_s, x_r, r_s, r_r)
-    cond = torch.empty((2 * b if has_neg else b, 9, h, w), device=y.device, dtype=out_dtype)
-    ys = torch.empty((b, 3, h, w), device=y.device, dtype=torch.promote_types(x_s.dtype, r_s.dtype))
+    cond = torch.empty((2 * b if has_neg else b, 9, h, w), device=dev, dtype=out_dtype)
+    ys_dtype = x_s.dtype if x_s.dtype is r_s.dtype else torch.promote_types(x_s.dtype, r_s.dtype)
+    ys = torch.empty((b, 3, h, w), device=dev, dtype=ys_dtype)
     mp = _flat(swap_pos)
-    block, warps = _settings(p, y.device)
-    _build_conditions_fwd_kernel[(triton.cdiv(p, block), b)](
+    block, warps = _settings(p, dev)
+    _build_conditions_fwd_kernel[(cdiv(p, block), b)](
         y, x_s, x_r, r_s, r_r, y if noise is None else noise, 0 if seed is None else _seed_arg(seed),
         _flat(alpha_bar), mp, _flat(swap_neg) if has_neg else mp, cond, ys, b, p,
         HAS_NEG=has_neg, SEEDED=noise is None, ACC=_acc_dtype(out_dtype), BLOCK=block, num_warps=warps,
@@ -245,29 +250,33 @@ def _build_conditions_fwd(y, x_s, x_r, r_s, r_r, alpha_bar, swap_pos, swap_neg, 
 def _build_conditions_bwd(grad_cond, grad_ys, alpha_bar, swap_pos, swap_neg, shape, dtypes, device, needs):
     """needs = (y, x_s, x_r, r_s, r_r) booleans; dtypes the matching input dtypes. Returns the 5 grads or None."""
     b, _, h, w = shape
-    p = 3 * h * w
     outs = [torch.empty(shape, device=device, dtype=dt) if nd else None for nd, dt in zip(needs, dtypes)]
-    return _launch_bwd(grad_cond, grad_ys, alpha_bar, swap_pos, swap_neg, outs, b, p, needs, dtypes)
+    return _launch_bwd(grad_cond, grad_ys, alpha_bar, swap_pos, swap_neg, outs, b, 3 * h * w, needs, dtypes)
 
 
 def _launch_bwd(grad_cond, grad_ys, alpha_bar, swap_pos, swap_neg, outs, b, p, needs, dtypes):
+    """One backward launch writing the needed gradients into `outs` (None where not needed). No host-device sync:
+    no zero-filled buffers (a missing upstream gradient is a constexpr branch in the kernel), no `.item()`."""
     has_gc, has_gys = grad_cond is not None, grad_ys is not None
-    gc = grad_cond.contiguous() if has_gc else None
-    gys = grad_ys.contiguous() if has_gys else None
-    any_src = next(t for t in (gc, gys) if t is not None)
+    gc = contiguous(grad_cond) if has_gc else None
+    gys = contiguous(grad_ys) if has_gys else None
+    any_src = gc if has_gc else gys
     dummy = next(t for t in outs if t is not None)
     mp = _flat(swap_pos)
-    acc = torch.float64 if torch.float64 in dtypes or any_src.dtype == torch.float64 else torch.float32
+    acc = torch.float64 if any_src.dtype is torch.float64 or torch.float64 in dtypes else torch.float32
     block, warps = _settings(p, any_src.device)
-    _build_conditions_bwd_kernel[(triton.cdiv(p, block), b)](
-        gc if has_gc else any_src, gys if has_gys else any_src, _flat(alpha_bar), mp,
-        _flat(swap_neg) if swap_neg is not None else mp,
-        *(t if t is not None else dummy for t in outs), b, p,
+    _build_conditions_bwd_kernel[(cdiv(p, block), b)](
+        any_src if gc is None else gc, any_src if gys is None else gys, _flat(alpha_bar), mp,
+        mp if swap_neg is None else _flat(swap_neg),
+        *(dummy if t is None else t for t in outs), b, p,
         HAS_GC=has_gc, HAS_GYS=has_gys, HAS_NEG=swap_neg is not None,
         NEED_Y=needs[0], NEED_XS=needs[1], NEED_XR=needs[2], NEED_RS=needs[3], NEED_RR=needs[4],
         ACC=_acc_dtype(acc), BLOCK=block, num_warps=warps,
     )
     return outs
+
+
+_NO_GRADS = (None,) * 11
 
 
 class BuildConditionsFunction(torch.autograd.Function):
@@ -276,19 +285,28 @@ class BuildConditionsFunction(torch.autograd.Function):
     apply(y, x_s, x_r, r_s, r_r, r, alpha_bar, swap_pos, swap_neg, noise, seed):
     either r_s and r_r are given (r is None), or r is the (2B,3,H,W) tensor whose halves they are (r_s = r_r = None)
     and ∂r comes back as one tensor. Exactly one of noise / seed is given. Non-contiguous inputs are copied.
+
+    Host side kept lean (it bounds small shapes, where the step is launch-bound): already-contiguous inputs are used
+    as they are, the per-sample vectors are saved in the layout the kernels read, launch settings are plain ints, and
+    neither direction syncs with the device or allocates anything but its outputs.
     """
 
     @staticmethod
     def forward(ctx, y, x_s, x_r, r_s, r_r, r, alpha_bar, swap_pos, swap_neg, noise, seed):
-        b = y.shape[0]
         if r is not None:
-            r = r.contiguous()
+            b = y.shape[0]
+            r = contiguous(r)
             r_s, r_r = r[:b], r[b:]
-        y, x_s, x_r, r_s, r_r = (t.contiguous() for t in (y, x_s, x_r, r_s, r_r))
-        noise = None if noise is None else noise.contiguous()
+        else:
+            r_s, r_r = contiguous(r_s), contiguous(r_r)
+        y, x_s, x_r = contiguous(y), contiguous(x_s), contiguous(x_r)
+        if noise is not None:
+            noise = contiguous(noise)
+        alpha_bar, swap_pos = _flat(alpha_bar), _flat(swap_pos)
+        if swap_neg is not None:
+            swap_neg = _flat(swap_neg)
         cond, ys = _build_conditions_fwd(y, x_s, x_r, r_s, r_r, alpha_bar, swap_pos, swap_neg, noise, seed)
-        ctx.save_for_backward(alpha_bar, swap_pos, swap_neg if swap_neg is not None else swap_pos)
-        ctx.has_neg = swap_neg is not None
+        ctx.save_for_backward(alpha_bar, swap_pos, swap_neg)
         ctx.shape, ctx.device = y.shape, y.device
         ctx.dtypes = (y.dtype, x_s.dtype, x_r.dtype, r_s.dtype, r_r.dtype)
         ctx.set_materialize_grads(False)
@@ -297,23 +315,20 @@ class BuildConditionsFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_cond, grad_ys):
         ng = ctx.needs_input_grad  # (y, x_s, x_r, r_s, r_r, r, alpha_bar, masks, noise, seed)
-        nones = (None,) * 5
         if (grad_cond is None and grad_ys is None) or not any(ng[:6]):
-            return (None,) * 11
+            return _NO_GRADS
         alpha_bar, swap_pos, swap_neg = ctx.saved_tensors
-        swap_neg = swap_neg if ctx.has_neg else None
-        b, _, h, w = ctx.shape
+        shape, dev, dtypes = ctx.shape, ctx.device, ctx.dtypes
+        b, _, h, w = shape
         if ng[5]:  # r given whole: one (2B, 3, H, W) gradient buffer, halves written by the kernel
-            grad_r = torch.empty((2 * b, 3, h, w), device=ctx.device, dtype=ctx.dtypes[3])
-            needs = (ng[0], ng[1], ng[2], True, True)
-            outs = [torch.empty(ctx.shape, device=ctx.device, dtype=dt) if nd else None
-                    for nd, dt in zip(needs[:3], ctx.dtypes[:3])] + [grad_r[:b], grad_r[b:]]
+            grad_r = torch.empty((2 * b, 3, h, w), device=dev, dtype=dtypes[3])
+            outs = [torch.empty(shape, device=dev, dtype=dtypes[i]) if ng[i] else None for i in range(3)]
+            outs += [grad_r[:b], grad_r[b:]]
             gy, gxs, gxr, _, _ = _launch_bwd(grad_cond, grad_ys, alpha_bar, swap_pos, swap_neg, outs, b, 3 * h * w,
-                                             needs, ctx.dtypes)
-            return gy, gxs, gxr, None, None, grad_r, *nones
-        grads = _build_conditions_bwd(grad_cond, grad_ys, alpha_bar, swap_pos, swap_neg, ctx.shape, ctx.dtypes,
-                                      ctx.device, tuple(bool(x) for x in ng[:5]))
-        return (*grads, None, *nones)
+                                             (ng[0], ng[1], ng[2], True, True), dtypes)
+            return gy, gxs, gxr, None, None, grad_r, None, None, None, None, None
+        grads = _build_conditions_bwd(grad_cond, grad_ys, alpha_bar, swap_pos, swap_neg, shape, dtypes, dev, ng[:5])
+        return (*grads, None, None, None, None, None, None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -385,7 +400,8 @@ def build_conditions(
 def _promote(*ts: torch.Tensor) -> torch.dtype:
     dt = ts[0].dtype
     for t in ts[1:]:
-        dt = torch.promote_types(dt, t.dtype)
+        if t.dtype is not dt:
+            dt = torch.promote_types(dt, t.dtype)
     return dt
 
 
@@ -416,7 +432,10 @@ def _check_inputs(y, x_s, x_r, r_s, r_r, alpha_bar, swap_pos, swap_neg, noise, s
         raise ValueError("build_conditions needs exactly one of noise (a tensor) or seed (an int)")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(f"build_conditions: seed must be a Python int, got {type(seed).__name__}")
-    images = (("y", y), ("x_s", x_s), ("x_r", x_r), ("r_s", r_s), ("r_r", r_r), ("noise", noise))
+    dev = y.device
+    images = (("x_s", x_s), ("x_r", x_r), ("r_s", r_s), ("r_r", r_r), ("noise", noise))
+    if y.dtype not in _TRITON_DTYPES:
+        raise ValueError(f"build_conditions: y must be float16/bfloat16/float32/float64, got {y.dtype}")
     for name, t in images:
         if t is None:
             continue
@@ -424,15 +443,15 @@ def _check_inputs(y, x_s, x_r, r_s, r_r, alpha_bar, swap_pos, swap_neg, noise, s
             raise ValueError(f"build_conditions: {name} has shape {tuple(t.shape)}, expected {tuple(shape)}")
         if t.dtype not in _TRITON_DTYPES:
             raise ValueError(f"build_conditions: {name} must be float16/bfloat16/float32/float64, got {t.dtype}")
-        if t.device != y.device:
-            raise ValueError(f"build_conditions: {name} is on {t.device}, y is on {y.device}")
+        if t.device != dev:
+            raise ValueError(f"build_conditions: {name} is on {t.device}, y is on {dev}")
     for name, t in (("alpha_bar", alpha_bar), ("swap_pos", swap_pos), ("swap_neg", swap_neg)):
         if t is None:
             continue
         if t.numel() != shape[0]:
             raise ValueError(f"build_conditions: {name} must have one value per sample ({shape[0]}), got {t.numel()}")
-        if t.device != y.device:
-            raise ValueError(f"build_conditions: {name} is on {t.device}, y is on {y.device}")
+        if t.device != dev:
+            raise ValueError(f"build_conditions: {name} is on {t.device}, y is on {dev}")
     for name, t in (("alpha_bar", alpha_bar), ("swap_pos", swap_pos), ("swap_neg", swap_neg), ("noise", noise)):
         if t is not None and t.requires_grad:
             raise ValueError(f"build_conditions: {name} is sampled and takes no gradient; pass {name}.detach()")

@@ -104,12 +104,18 @@ def _noise_mse_bwd_kernel(
 # ---------------------------------------------------------------------------------------------------------------
 
 
+# Read once: `@triton.jit` itself decides interpreter vs native when the kernels are defined (module import), so a
+# later change of the variable could not switch the kernels anyway. Saves an os.environ lookup per launch.
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
 def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return _INTERPRET
 
 
 # (BLOCK, num_warps) forced for every launch on a GPU; only `python -m kernels.bench --sweep` sets it.
 BENCH_OVERRIDE: tuple[int, int] | None = None
+_GPU_SETTINGS = (1024, 4)
 
 
 def elementwise_settings(n: int, device: torch.device) -> tuple[int, int]:
@@ -117,12 +123,24 @@ def elementwise_settings(n: int, device: torch.device) -> tuple[int, int]:
 
     Under the CPU interpreter each program costs ~1 ms whatever its size, so one big block (≤ 64Ki) is best; on a GPU
     1024-element blocks with 4 warps keep the loads 16-byte vectorised and the grid large enough to fill every SM.
+    Plain integer math on the host (`triton.next_power_of_2` / `triton.cdiv` are constexpr functions that cost
+    several µs per call outside a kernel).
     """
-    if device.type != "cuda" or _interpreting():
-        return min(triton.next_power_of_2(max(n, 1)), 1 << 16), 4
+    if device.type != "cuda" or _INTERPRET:
+        return min(1 << (max(n, 1) - 1).bit_length(), 1 << 16), 4
     if BENCH_OVERRIDE is not None:
         return BENCH_OVERRIDE
-    return 1024, 4
+    return _GPU_SETTINGS
+
+
+def cdiv(a: int, b: int) -> int:
+    """ceil(a / b) for positive ints (host side; see `elementwise_settings`)."""
+    return -(-a // b)
+
+
+def contiguous(t: torch.Tensor) -> torch.Tensor:
+    """t itself when already contiguous (no dispatcher call), else a contiguous copy."""
+    return t if t.is_contiguous() else t.contiguous()
 
 
 def _acc_dtype(dtype: torch.dtype):
@@ -138,14 +156,14 @@ def regenerate_noise_triton(seed: int, shape, device, dtype: torch.dtype = torch
     out = torch.empty(shape, device=device, dtype=dtype)
     n = out.numel()
     block, warps = elementwise_settings(n, out.device)
-    _regenerate_noise_kernel[(triton.cdiv(n, block),)](out, _seed_arg(seed), n, BLOCK=block, num_warps=warps)
+    _regenerate_noise_kernel[(cdiv(n, block),)](out, _seed_arg(seed), n, BLOCK=block, num_warps=warps)
     return out
 
 
 def _noise_mse_fwd(eh, noise, seed, groups):
     n = eh.numel() // groups
     block, warps = elementwise_settings(n, eh.device)
-    n_prog = triton.cdiv(n, block)
+    n_prog = cdiv(n, block)
     acc = torch.float64 if eh.dtype == torch.float64 else torch.float32
     partial = torch.empty(groups, n_prog, device=eh.device, dtype=acc)
     seeded = noise is None
@@ -153,7 +171,7 @@ def _noise_mse_fwd(eh, noise, seed, groups):
         eh, eh if seeded else noise, _seed_arg(seed) if seeded else 0, partial, n, n_prog,
         G=groups, SEEDED=seeded, ACC=_acc_dtype(eh.dtype), BLOCK=block, num_warps=warps,
     )
-    return partial.sum(1) / n
+    return partial.sum(1).div_(n)
 
 
 def _noise_mse_bwd(eh, noise, seed, groups, grad_d):
@@ -161,8 +179,8 @@ def _noise_mse_bwd(eh, noise, seed, groups, grad_d):
     block, warps = elementwise_settings(n, eh.device)
     grad = torch.empty_like(eh)
     seeded = noise is None
-    gd = grad_d.to(torch.float64 if eh.dtype == torch.float64 else torch.float32).contiguous()
-    _noise_mse_bwd_kernel[(triton.cdiv(n, block),)](
+    gd = contiguous(grad_d.to(torch.float64 if eh.dtype == torch.float64 else torch.float32))
+    _noise_mse_bwd_kernel[(cdiv(n, block),)](
         eh, eh if seeded else noise, _seed_arg(seed) if seeded else 0, gd, grad, n,
         G=groups, SEEDED=seeded, ACC=_acc_dtype(eh.dtype), BLOCK=block, num_warps=warps,
     )
@@ -174,8 +192,8 @@ class NoiseMSEFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, eps_hat, noise, seed, groups):
-        eh = eps_hat.contiguous()
-        nz = None if noise is None else noise.contiguous()
+        eh = contiguous(eps_hat)
+        nz = None if noise is None else contiguous(noise)
         out = _noise_mse_fwd(eh, nz, seed, groups)
         ctx.save_for_backward(*((eh,) if nz is None else (eh, nz)))
         ctx.seed, ctx.groups, ctx.has_noise = seed, groups, nz is not None

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
@@ -32,6 +33,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # torch 2.13 deprecates the collectives DeepSpeed's ZeRO uses; one warning per call would flood the log
+    warnings.filterwarnings("ignore", message=r".*(all_gather_into_tensor|reduce_scatter_tensor).*")
     from daa.config import ConfigError, deepspeed_config, dump_yaml, load_config
 
     try:
@@ -39,7 +42,7 @@ def main(argv=None) -> int:
         if args.dry_run:
             world = args.world_size or int(os.environ.get("WORLD_SIZE", 1))
             print(dump_yaml(cfg))
-            print("# DeepSpeed config (world size %d)" % world)
+            print(f"# DeepSpeed config (world size {world})")
             print(json.dumps(deepspeed_config(cfg, world), indent=2))
             return 0
         from daa.training.trainer import Trainer

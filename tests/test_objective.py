@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from daa.models import build_diffusion_unet, build_restorer
 from daa.objective import DAAObjective, ObjectiveConfig, alpha_ramp, charbonnier
+from daa.official import official_step_loss
 
 B, H, W = 3, 16, 24
 
@@ -27,35 +28,8 @@ def _objective(mode, restorer="unet", dtype=torch.float64, **cfg):
 
 
 def official_sequential_loss(obj: DAAObjective, batch, draws, alpha):
-    """The official op sequence (spec §2.3, models/network.py): two restorer calls, clone + masked swap,
-    two diffusion calls, batch-level triplet on MSEs, (MSE + triplet)/2."""
-    R, D, cfg = obj.restorer, obj.denoiser, obj.cfg
-    x_s, y_s = batch["x_s"], batch["y_s"]
-    r_s = R(x_s)
-    out_s = x_s + r_s
-    l_pix = torch.sqrt((y_s - out_s) ** 2 + 1e-6).mean()
-    if cfg.mode == "baseline":
-        return l_pix
-    x_r = batch["x_r"]
-    r_r = R(x_r)
-    out_r = x_r + r_r
-    y0 = batch["y_ref"] if cfg.mode == "daa_ref" else y_s
-    g = draws.gammas.view(-1, 1, 1, 1)  # float32, as the official γ tensor
-    noisy = g.sqrt() * y0 + (1 - g).sqrt() * draws.noise
-    c1, c2 = out_s.clone(), out_r.clone()
-    m = draws.swap_pos
-    c1[m], c2[m] = out_r[m], out_s[m]
-    eps_pos = D(torch.cat([noisy, c1, c2], 1), draws.gammas)
-    mse_pos = F.mse_loss(draws.noise, eps_pos)
-    if cfg.mode == "daa_ref":
-        return l_pix + alpha * mse_pos
-    n_s, n_r = x_s + r_r, x_r + r_s
-    d1, d2 = n_s.clone(), n_r.clone()
-    m2 = draws.swap_neg
-    d1[m2], d2[m2] = n_r[m2], n_s[m2]
-    eps_neg = D(torch.cat([noisy, d1, d2], 1), draws.gammas)
-    trip = F.relu(F.mse_loss(draws.noise, eps_pos) - F.mse_loss(draws.noise, eps_neg) + cfg.triplet_margin)
-    return l_pix + alpha * (mse_pos + trip) / 2
+    """The official op sequence (daa/official.py) with this objective's networks and settings."""
+    return official_step_loss(obj.restorer, obj.denoiser, batch, draws, alpha, obj.cfg.mode, obj.cfg.triplet_margin)
 
 
 def _grads(module):

@@ -67,7 +67,7 @@ class DiffusionUNetConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
-TINY = dict(inner_channel=32, channel_mults=(1, 2), res_blocks=1, num_head_channels=32, dropout=0.0)
+TINY = dict(inner_channel=32, channel_mults=(1, 2, 2), res_blocks=1, num_head_channels=32, dropout=0.0)
 """A CPU-fast configuration for tests and the demo (~1 M parameters)."""
 
 

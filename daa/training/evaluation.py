@@ -44,12 +44,9 @@ def evaluate(restorer, degraded01: torch.Tensor, clean01: torch.Tensor, value_ra
     return out, restored
 
 
-def save_grid(path: str | Path, degraded01, restored01, clean01, n: int = 6) -> None:
-    """Rows of [degraded | restored | clean] for the first n images, as an 8-bit PNG."""
-    rows = []
-    for i in range(min(n, len(degraded01))):
-        trip = torch.cat([degraded01[i], restored01[i], clean01[i]], dim=2)
-        rows.append(trip)
+def save_grid(path: str | Path, *columns: torch.Tensor, n: int = 6) -> None:
+    """An 8-bit PNG with one row per image (first n) and one column per tensor, e.g. degraded | restored | clean."""
+    rows = [torch.cat([c[i] for c in columns], dim=2) for i in range(min(n, len(columns[0])))]
     grid = torch.cat(rows, dim=1).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(path)

@@ -65,9 +65,10 @@ class Trainer:
         self.dtype = DTYPES[cfg.run.precision]
         self.accum = cfg.grad_accum(self.dist.world_size)
         self.ds_config = deepspeed_config(cfg, self.dist.world_size)
+        # the EMA copy is taken before DeepSpeed wraps the model: under ZeRO-3 the params are partitioned after
+        self.ema = EMA(self.objective.restorer, cfg.run.ema_half_life_images).to(self.dist.device)
         self.engine = self._build_engine()
         self.restorer = self.engine.module.restorer
-        self.ema = EMA(self.restorer, cfg.run.ema_half_life_images)
         self.images_seen = 0
         self.micro_step = 0
         self.skipped_steps = 0
@@ -117,9 +118,14 @@ class Trainer:
         return engine
 
     def _build_stream(self):
+        d = self.cfg.data
+        if d.shards == "synthetic":  # procedural batches: smoke tests, benchmarks, dry runs without data
+            from data_shards.synthetic import SyntheticStream
+
+            return SyntheticStream(self.cfg.run.micro_batch, d.patch_size, self.cfg.run.seed, self.dist.rank,
+                                   with_ref=self.cfg.objective.mode == "daa_ref")
         from data_shards.stream import StreamConfig, TrainStream
 
-        d = self.cfg.data
         if not d.shards:
             raise ConfigError("data.shards is empty: point it at a directory written by `python -m data_shards.write`")
         scfg = StreamConfig(shards=d.shards, patch_size=d.patch_size, batch_size=self.cfg.run.micro_batch,
@@ -236,8 +242,18 @@ class Trainer:
         return {k: v / max(n_ok, 1) for k, v in sums.items()}
 
     # ---- the loop -------------------------------------------------------------------------------------------------
+    def _on_sigterm(self, signum, frame) -> None:
+        self._stop_requested = True  # acted on at the next step boundary, on every rank together
+
     def fit(self) -> dict[str, Any]:
+        """Train until run.total_images. SIGTERM (Slurm preemption, `scancel`) saves a checkpoint and returns."""
         cfg = self.cfg.run
+        self._stop_requested = False
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
         batches = iter(self.stream)
         last = {"log": self.images_seen, "eval": self.images_seen, "ckpt": self.images_seen}
         acc: dict[str, float] = {}
@@ -277,6 +293,10 @@ class Trainer:
                 if self.images_seen - last["ckpt"] >= cfg.ckpt_every_images or done:
                     self.save_checkpoint()
                     last["ckpt"] = self.images_seen
+                elif any_rank(self._stop_requested, self.dist.device):
+                    tag = self.save_checkpoint()
+                    self.log.info(f"SIGTERM: saved checkpoint {tag} at {self.images_seen:,} images; exiting")
+                    break
         finally:
             if bar is not None:
                 bar.close()
@@ -296,7 +316,7 @@ class Trainer:
             self.log.stats(res, self.images_seen)
             self.log.info("eval " + "  ".join(f"{k}={v:.4f}" for k, v in res.items() if k.startswith("val")))
             save_grid(self.run_dir / "samples" / f"img{self.images_seen:010d}.png", x, restored, y,
-                      self.cfg.run.sample_images)
+                      n=self.cfg.run.sample_images)
         elif self.cfg.run.zero_stage == 3:
             with self._gathered(self.restorer):  # ZeRO-3 gathering is collective: every rank takes part
                 pass

@@ -1,0 +1,232 @@
+"""The fixed target-domain test split: written once, never regenerated (`python -m data_shards.valset --help`).
+
+From the offline corpus (`--corpus DIR --task T --out DIR`): pool-E photos, DAA-mini's textured-crop rule
+(notes/data.md §3.3): per photo draw `--candidates` (40) seeded 128² crops, keep — in draw order — those whose mean
+horizontal gradient |∂x| is above the median of that photo's candidates, the first `--crops-per-image` (10) of them.
+So flat sky and bokeh do not dilute PSNR differences. Each kept crop is stored clean (8-bit), target-degraded
+(`degrade(..., "target", rng)`) and, for the "does adaptation cost source performance" check, source-degraded,
+each crop with its own recorded seed. The clean crop is quantized before it is degraded, so the pair is exact.
+
+From a real test set (`--input DIR --gt DIR --out DIR`): degraded/clean pairs matched as in `data_shards.write`
+(`--pair-by stem|index`), stored as PNG at the source bit depth, whole or center-cropped (`--crop N`).
+
+Layout: `degraded/NNNNN.png`, `clean/NNNNN.png`, `source/NNNNN.png` (corpus only), `manifest.json` (one entry per
+item: photo, crop box, seed, degradation parameters). `load_valset(dir)` returns the (N,3,H,W) float32 tensors.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+from .stream import decode_image, encode_png, to_float
+from .write import (
+    TASKS,
+    UserError,
+    _json_default,
+    _Parser,
+    corpus_split,
+    list_images,
+    match_pairs,
+    quantize,
+    read_image,
+)
+
+FORMAT = "daa-valset/1"
+MANIFEST = "manifest.json"
+
+
+def textured_crops(img: np.ndarray, crop: int, keep: int, candidates: int,
+                   rng: np.random.Generator) -> list[tuple[int, int]]:
+    """(y, x) of the textured crops: candidates above the median mean-|∂x|, in draw order (topped up with the next
+    most textured candidates if ties at the median leave fewer than `keep`)."""
+    h, w = img.shape[:2]
+    cand = [(int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))) for _ in range(candidates)]
+    gray = img.mean(axis=2)
+    score = np.array([np.abs(np.diff(gray[y:y + crop, x:x + crop], axis=1)).mean() for y, x in cand])
+    med = np.median(score)
+    chosen = [i for i in range(candidates) if score[i] > med][:keep]
+    for i in np.argsort(-score, kind="stable"):
+        if len(chosen) >= keep:
+            break
+        if i not in chosen:
+            chosen.append(int(i))
+    return [cand[i] for i in chosen]
+
+
+def _prepare(out: str) -> None:
+    if os.path.isfile(os.path.join(out, MANIFEST)):
+        raise UserError(f"{out} already holds a test split ({MANIFEST}); the split is written once and never "
+                        "regenerated: delete the folder by hand to rebuild it")
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        raise UserError(f"--out {out} exists and is not an empty folder")
+    os.makedirs(out, exist_ok=True)
+
+
+def _save(out: str, sub: str, idx: int, a: np.ndarray) -> str:
+    rel = f"{sub}/{idx:05d}.png"
+    os.makedirs(os.path.join(out, sub), exist_ok=True)
+    with open(os.path.join(out, rel), "wb") as f:
+        f.write(encode_png(a))
+    return rel
+
+
+def build_corpus_split(args) -> list[dict]:
+    from .write import _corpus_api
+
+    photos, degrade = _corpus_api()
+    if not os.path.isdir(args.corpus):
+        raise UserError(f"--corpus: no such folder: {args.corpus}")
+    try:
+        entries = photos.load_manifest(args.corpus)
+    except Exception as e:  # noqa: BLE001
+        raise UserError(f"--corpus: cannot load the photo manifest of {args.corpus}: {type(e).__name__}: {e}") from None
+    pool = sorted((e for e in entries if corpus_split(e) == "E"), key=lambda e: e["name"])
+    if not pool:
+        raise UserError(f"--corpus: {args.corpus} has no pool-E photos")
+    items, c = [], args.crop
+    for i, e in enumerate(pool):
+        path = os.path.join(args.corpus, e["file"])
+        try:
+            img = np.asarray(photos.load_photo(path), dtype=np.float32)
+        except Exception as ex:  # noqa: BLE001
+            raise UserError(f"cannot read corpus photo {path}: {type(ex).__name__}: {ex}") from None
+        if img.shape[0] < c or img.shape[1] < c:
+            print(f"valset: skipping {e['file']}: smaller than {c}px", file=sys.stderr)
+            continue
+        for j, (y, x) in enumerate(textured_crops(img, c, args.crops_per_image, args.candidates,
+                                                  np.random.default_rng([args.seed, i, 0]))):
+            clean = quantize(img[y:y + c, x:x + c], 8)
+            seed = [args.seed, i, j + 1]
+            item = {"name": e["name"], "file": e["file"], "box": [y, x, c, c], "seed": seed}
+            cf = clean.astype(np.float32) / 255
+            tgt, tp = degrade.degrade(cf, args.task, "target", np.random.default_rng(seed))
+            src, sp = degrade.degrade(cf, args.task, "source", np.random.default_rng(seed + [1]))
+            k = len(items)
+            item.update(clean=_save(args.out, "clean", k, clean), degraded=_save(args.out, "degraded", k,
+                        quantize(tgt, 8)), source=_save(args.out, "source", k, quantize(src, 8)),
+                        degradation=tp.get("name"), params=tp, source_degradation=sp.get("name"), source_params=sp,
+                        source_seed=seed + [1])
+            items.append(item)
+    return items
+
+
+def build_user_split(args) -> list[dict]:
+    pairs = match_pairs(list_images(args.input, "--input"), list_images(args.gt, "--gt"), args.pair_by)
+    items = []
+    for k, (dp, gp) in enumerate(pairs):
+        d, g = read_image(dp), read_image(gp)
+        if d.shape != g.shape:
+            raise UserError(f"{dp} and {gp} differ in size")
+        box = [0, 0, d.shape[0], d.shape[1]]
+        if args.crop:
+            c = args.crop
+            if min(d.shape[:2]) < c:
+                raise UserError(f"{dp} is smaller than --crop {c}")
+            y, x = (d.shape[0] - c) // 2, (d.shape[1] - c) // 2
+            d, g, box = d[y:y + c, x:x + c], g[y:y + c, x:x + c], [y, x, c, c]
+        items.append({"input_file": dp, "gt_file": gp, "box": box, "degraded": _save(args.out, "degraded", k, d),
+                      "clean": _save(args.out, "clean", k, g)})
+    return items
+
+
+def build(args) -> dict:
+    if args.task is not None and args.task not in TASKS:
+        raise UserError(f"unknown task {args.task!r} (choose {', '.join(TASKS)})")
+    if bool(args.corpus) == bool(args.input or args.gt):
+        raise UserError("give either --corpus (with --task) or --input and --gt")
+    if args.corpus and args.task is None:
+        raise UserError("--corpus needs --task")
+    if not args.corpus and not (args.input and args.gt):
+        raise UserError("--input and --gt go together")
+    if args.crop < 0 or args.crops_per_image < 1 or args.candidates < args.crops_per_image:
+        raise UserError("need --crop >= 0 and 1 <= --crops-per-image <= --candidates")
+    if args.corpus and args.crop == 0:
+        raise UserError("--corpus needs --crop > 0")
+    _prepare(args.out)
+    try:
+        items = build_corpus_split(args) if args.corpus else build_user_split(args)
+        if not items:
+            raise UserError("no test items were produced")
+    except BaseException:
+        for sub in ("degraded", "clean", "source"):  # leave no half-written split behind
+            d = os.path.join(args.out, sub)
+            if os.path.isdir(d):
+                for f in os.listdir(d):
+                    os.remove(os.path.join(d, f))
+                os.rmdir(d)
+        raise
+    man = {"format": FORMAT, "kind": "corpus" if args.corpus else "user", "task": args.task, "domain": "target",
+           "count": len(items), "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+           "args": vars(args), "items": items}
+    with open(os.path.join(args.out, MANIFEST), "w") as f:
+        json.dump(man, f, indent=1, default=_json_default)
+    print(f"valset: {len(items)} items in {args.out}", file=sys.stderr)
+    return man
+
+
+def load_valset(path: str, domain: str = "target", as_list: bool = False):
+    """(degraded, clean) float32 tensors (N,3,H,W) in [0,1]. domain='source' gives the source-degraded copy of a
+    corpus split. Splits with mixed image sizes need as_list=True (lists of (3,H,W) tensors)."""
+    mp = os.path.join(path, MANIFEST)
+    if not os.path.isfile(mp):
+        raise FileNotFoundError(f"no {MANIFEST} in {path!r}: write the split with `python -m data_shards.valset`")
+    with open(mp) as f:
+        man = json.load(f)
+    if man.get("format") != FORMAT:
+        raise ValueError(f"{mp}: unknown valset format {man.get('format')!r}")
+    key = {"target": "degraded", "source": "source"}[domain]
+    if any(key not in it for it in man["items"]):
+        raise ValueError(f"{path} has no {domain}-degraded images")
+
+    def load(rel: str) -> torch.Tensor:
+        with open(os.path.join(path, rel), "rb") as f:
+            return torch.from_numpy(to_float(decode_image(f.read()))).permute(2, 0, 1).contiguous()
+
+    deg = [load(it[key]) for it in man["items"]]
+    clean = [load(it["clean"]) for it in man["items"]]
+    if as_list:
+        return deg, clean
+    if len({t.shape for t in deg + clean}) != 1:
+        raise ValueError(f"{path}: images differ in size; use load_valset(..., as_list=True) or write with --crop")
+    return torch.stack(deg), torch.stack(clean)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m data_shards.valset", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""examples:
+  python -m data_shards.valset --corpus corpus/ --task denoise --out val/denoise
+  python -m data_shards.valset --input polyu/noisy.txt --gt polyu/mean.txt --pair-by index \\
+      --crop 256 --out val/polyu""")
+    p.add_argument("--corpus", help="offline photo corpus: its pool-E photos")
+    p.add_argument("--input", help="a real test set's degraded images (folder or list file)")
+    p.add_argument("--gt", help="their ground truth (folder or list file)")
+    p.add_argument("--pair-by", choices=("stem", "index"), default="stem")
+    p.add_argument("--task", help="denoise | deblur | derain (required with --corpus)")
+    p.add_argument("--out", required=True, help="new or empty folder")
+    p.add_argument("--crop", type=int, default=None, help="crop size (corpus default 128; user default 0 = whole)")
+    p.add_argument("--crops-per-image", type=int, default=10)
+    p.add_argument("--candidates", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.crop is None:
+            args.crop = 128 if args.corpus else 0
+        build(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

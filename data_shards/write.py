@@ -1,0 +1,511 @@
+"""Write webdataset training shards (syn / real / ref streams + manifest.json) for `data_shards.stream`.
+
+Two sources, one output layout that `data_shards.stream` reads:
+
+- **Your data set's folders or file lists.** `--syn A --gt B` (paired, e.g. GoPro/Rain13K input vs target), or
+  `--gt B --syn-on-the-fly` (denoising on clean images: the reader adds AWGN, as the paper does on DFWB),
+  `--real C` (unpaired real degraded inputs: SIDD, RealBlur-J, SPA), `--ref D` (unpaired clean references).
+  A folder is searched recursively for images; a text file lists one path per line (relative paths are taken from the
+  list's folder). Pairs are matched by relative path without extension (`--pair-by stem`, default) or by position in
+  the sorted lists (`--pair-by index`, e.g. SIDD's *_NOISY_* / *_GT_* names).
+- **The offline photo corpus** (`--corpus DIR --task T`, via `data_shards.photos` + `data_shards.degrade`): pool S
+  photos → syn+gt with the source degradation, pool U → real with the target degradation, pool S clean → ref.
+  Pool E is the test split and is written by `python -m data_shards.valset`, never here. Every sample records the
+  seed that made it.
+
+Large images can be tiled (`--tile 512 --stride 416`, the official DFWB/SIDD/GoPro preparation; a final tile is flush
+with each border) or cut into seeded random crops (`--crops-per-image N`, DAA-mini's patches).
+
+Output (`--out DIR`): `syn-%06d.tar` (gt.png + syn.png, or gt.png only when on the fly), `real-%06d.tar` (real.png),
+`ref-%06d.tar` (ref.png), each sample with a `.json` member (task, source file, degradation name, parameters, seed,
+tile box); lossless PNG at 8 bits, or 16 when the source is 16-bit (`--bit-depth auto|8|16`); `manifest.json` last
+(counts, shard list with sample counts and sha256, task, arguments). Tar members carry mtime 0, so the same inputs
+and arguments give byte-identical shards.
+
+User errors (bad path, empty folder, unmatched pair, unreadable image, non-empty output) print one line starting with
+`error:` and exit with status 2. `--overwrite` replaces only this tool's shards and manifest in DIR.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import webdataset as wds
+
+from .stream import FORMAT, MANIFEST, decode_image, encode_png
+
+TASKS = ("denoise", "deblur", "derain")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+MEMBERS = {"syn": ["gt.png", "syn.png"], "real": ["real.png"], "ref": ["ref.png"]}
+_OWN_FILE = re.compile(r"^(syn|real|ref)-\d{6}\.tar$")
+_CODE = {"syn": 11, "real": 23, "ref": 37}  # per-stream seed salt (also used by the reader's shuffles)
+
+
+class UserError(Exception):
+    """A problem with the user's input: reported as one `error:` line, exit status 2, no traceback."""
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------------------------------------
+
+def list_images(spec: str, flag: str) -> list[tuple[str, str]]:
+    """(match key, path) of the images named by a folder (recursive) or a list file, sorted by key."""
+    if os.path.isdir(spec):
+        out = []
+        for root, dirs, files in os.walk(spec):
+            dirs.sort()
+            for f in files:
+                if f.lower().endswith(IMAGE_EXTS) and not f.startswith("."):
+                    path = os.path.join(root, f)
+                    out.append((os.path.splitext(os.path.relpath(path, spec))[0], path))
+        if not out:
+            raise UserError(f"{flag}: no images ({', '.join(IMAGE_EXTS)}) found in folder {spec}")
+    elif os.path.isfile(spec):
+        base = os.path.dirname(os.path.abspath(spec))
+        out = []
+        with open(spec, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                path = line if os.path.isabs(line) else os.path.join(base, line)
+                if not os.path.isfile(path) and os.path.isfile(line):
+                    path = line  # a list written relative to the working directory
+                if not os.path.isfile(path):
+                    raise UserError(f"{flag}: {spec} lists a missing file: {line}")
+                out.append((os.path.splitext(os.path.basename(line))[0], path))
+        if not out:
+            raise UserError(f"{flag}: list file {spec} names no images")
+    else:
+        raise UserError(f"{flag}: no such folder or list file: {spec}")
+    out.sort()
+    return out
+
+
+def match_pairs(syn: list[tuple[str, str]], gt: list[tuple[str, str]], by: str) -> list[tuple[str, str]]:
+    """[(syn path, gt path)] by key or by sorted position; the first unmatched file is an error."""
+    if by == "index":
+        if len(syn) != len(gt):
+            longer, flag = (syn, "--syn") if len(syn) > len(gt) else (gt, "--gt")
+            first = longer[min(len(syn), len(gt))][1]
+            raise UserError(f"--syn has {len(syn)} images but --gt has {len(gt)}: first unmatched {flag} file {first}")
+        return [(s[1], g[1]) for s, g in zip(syn, gt)]
+    for items, flag in ((syn, "--syn"), (gt, "--gt")):
+        keys = [k for k, _ in items]
+        dup = next((k for a, k in zip(keys, keys[1:]) if a == k), None)
+        if dup is not None:
+            raise UserError(f"{flag}: two images share the name {dup!r} (different extensions); use --pair-by index")
+    gmap, smap = dict(gt), dict(syn)
+    unmatched = sorted([(p, "--syn", "--gt") for k, p in syn if k not in gmap]
+                       + [(p, "--gt", "--syn") for k, p in gt if k not in smap])
+    if unmatched:
+        p, a, b = unmatched[0]
+        raise UserError(f"{a} file {p} has no {b} match by name ({len(unmatched)} unmatched; "
+                        f"--pair-by index pairs the sorted lists by position)")
+    return [(p, gmap[k]) for k, p in syn]
+
+
+def read_image(path: str) -> np.ndarray:
+    """A file → HxWx3 uint8/uint16 (16-bit sources keep 16 bits)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            return decode_image(data)
+        except Exception:
+            if not path.lower().endswith((".tif", ".tiff")):
+                raise
+            import tifffile  # Pillow cannot hold 16-bit colour TIFFs
+
+            a = tifffile.imread(path)
+            if a.dtype not in (np.uint8, np.uint16):
+                raise ValueError(f"unsupported TIFF sample type {a.dtype}") from None
+            return decode_image(encode_png(a if a.ndim == 2 or a.shape[2] <= 4 else a[:, :, :3]))
+    except Exception as e:  # noqa: BLE001 - any failure is "this file is not a readable image"
+        raise UserError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
+
+
+def to_depth(a: np.ndarray, depth: int) -> np.ndarray:
+    """uint8/uint16 → the requested bit depth (8→16 is exact: ×257; 16→8 rounds)."""
+    if depth == 8:
+        return a if a.dtype == np.uint8 else ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    return a if a.dtype == np.uint16 else a.astype(np.uint16) * 257
+
+
+def quantize(x: np.ndarray, depth: int) -> np.ndarray:
+    """float [0,1] (clipped) → uint8/uint16."""
+    peak = 255 if depth == 8 else 65535
+    return np.round(np.clip(x, 0, 1) * peak).astype(np.uint8 if depth == 8 else np.uint16)
+
+
+def grid_boxes(h: int, w: int, tile: int, stride: int, tile_min: int) -> list[tuple[int, int, int, int]]:
+    """(y, x, h, w) tiles: a grid with `stride` plus a last tile flush with each border (the official Restormer
+    preparation). Whole image when tiling is off, the image is smaller than a tile, or a side is <= tile_min."""
+    if tile <= 0 or h < tile or w < tile or min(h, w) <= tile_min:
+        return [(0, 0, h, w)]
+
+    def starts(n: int) -> list[int]:
+        s = list(range(0, n - tile + 1, stride))
+        return s if s[-1] == n - tile else s + [n - tile]
+
+    return [(y, x, tile, tile) for y in starts(h) for x in starts(w)]
+
+
+def random_boxes(h: int, w: int, tile: int, n: int, rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
+    """n seeded random tile×tile crops (the whole image once when it is smaller than a tile)."""
+    if h < tile or w < tile:
+        return [(0, 0, h, w)]
+    return [(int(rng.integers(h - tile + 1)), int(rng.integers(w - tile + 1)), tile, tile) for _ in range(n)]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Output
+# ----------------------------------------------------------------------------------------------------------------------
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class StreamWriter:
+    """One stream's shards via webdataset.ShardWriter, through a seeded shuffle buffer of encoded samples so the tiles
+    of one image do not sit next to each other in a shard."""
+
+    def __init__(self, out: str, name: str, maxcount: int, maxsize: float, buffer: int, seed: int):
+        self.out, self.name, self.maxcount, self.maxsize = out, name, maxcount, maxsize
+        self.buffer, self.rng = buffer, np.random.default_rng([seed, _CODE[name], 99])
+        self.sink: wds.ShardWriter | None = None
+        self.shards: list[dict] = []
+        self.buf: list[dict] = []
+        self.count = 0
+
+    def _post(self, fname: str) -> None:
+        self.shards.append({"file": os.path.basename(fname), "count": self.sink.count})
+
+    def _emit(self, sample: dict) -> None:
+        if self.sink is None:
+            self.sink = wds.ShardWriter(os.path.join(self.out, f"{self.name}-%06d.tar"), maxcount=self.maxcount,
+                                        maxsize=self.maxsize, post=self._post, verbose=0, encoder=False, mtime=0)
+        self.sink.write(sample)
+        self.count += 1
+
+    def add(self, sample: dict) -> None:
+        if self.buffer <= 1:
+            return self._emit(sample)
+        if len(self.buf) < self.buffer:
+            self.buf.append(sample)
+            return None
+        j = int(self.rng.integers(self.buffer))
+        self.buf[j], sample = sample, self.buf[j]
+        self._emit(sample)
+
+    def close(self) -> dict:
+        for j in self.rng.permutation(len(self.buf)):
+            self._emit(self.buf[j])
+        self.buf = []
+        if self.sink is not None:
+            self.sink.close()
+        for s in self.shards:
+            path = os.path.join(self.out, s["file"])
+            s["bytes"], s["sha256"] = os.path.getsize(path), _sha256(path)
+        return {"count": self.count, "shards": self.shards}
+
+
+def make_sample(key: str, images: dict[str, np.ndarray], meta: dict, level: int) -> dict:
+    sample = {"__key__": key, "json": json.dumps(meta, default=_json_default, sort_keys=True).encode()}
+    for member, a in images.items():
+        sample[member] = encode_png(a, level)
+    return sample
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Sample producers
+# ----------------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Job:
+    stream: str
+    index: int
+    sources: dict  # member → path (user layout) or a corpus entry
+
+
+def _boxes(args, h: int, w: int, rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
+    if args.crops_per_image:
+        return random_boxes(h, w, args.tile, args.crops_per_image, rng)
+    return grid_boxes(h, w, args.tile, args.stride or args.tile, args.tile_min)
+
+
+def user_samples(args, job: Job) -> Iterator[tuple[dict, dict]]:
+    """(images by member, json meta) for one user image (or pair), tiled."""
+    imgs = {m: read_image(p) for m, p in job.sources.items()}
+    shapes = {m: a.shape for m, a in imgs.items()}
+    if len(set(shapes.values())) > 1:
+        raise UserError("paired images differ in size: " + ", ".join(f"{job.sources[m]} {s[0]}x{s[1]}"
+                                                                       for m, s in shapes.items()))
+    depth = args.bit_depth if args.bit_depth != "auto" else (
+        16 if any(a.dtype == np.uint16 for a in imgs.values()) else 8)
+    depth = int(depth)
+    h, w = next(iter(imgs.values())).shape[:2]
+    rng = np.random.default_rng([args.seed, _CODE[job.stream], job.index, 0xC0])
+    degr = {"syn": "on-the-fly AWGN (added by the reader)" if args.syn_on_the_fly else "user-provided",
+            "real": "user-provided (real)", "ref": None}[job.stream]
+    for j, (y, x, th, tw) in enumerate(_boxes(args, h, w, rng)):
+        crop = {m: to_depth(a[y:y + th, x:x + tw], depth) for m, a in imgs.items()}
+        meta = {"task": args.task, "stream": job.stream, "source": dict(job.sources), "box": [y, x, th, tw],
+                "tile_index": j, "bit_depth": depth, "degradation": degr, "params": {}}
+        yield crop, meta
+
+
+def corpus_split(entry: dict) -> str | None:
+    """The S/U/E split of a corpus record. data_shards.photos stores it as "split" (its "pool" is the photo's origin,
+    P or D); a record with only "pool" in S/U/E is read the same way."""
+    for key in ("split", "pool"):
+        if entry.get(key) in ("S", "U", "E"):
+            return entry[key]
+    return None
+
+
+def _corpus_api():
+    try:
+        from . import degrade, photos
+    except ImportError as e:
+        raise UserError(f"--corpus needs data_shards.photos and data_shards.degrade: {e}") from None
+    return photos, degrade
+
+
+def corpus_samples(args, job: Job) -> Iterator[tuple[dict, dict]]:
+    """(images by member, json meta) for one corpus photo: clean tiles, degraded with per-tile seeds."""
+    photos, degrade = _corpus_api()
+    entry = job.sources["entry"]
+    path = os.path.join(args.corpus, entry["file"])
+    try:
+        img = np.asarray(photos.load_photo(path), dtype=np.float32)
+    except Exception as e:  # noqa: BLE001
+        raise UserError(f"cannot read corpus photo {path}: {type(e).__name__}: {e}") from None
+    depth = 8 if args.bit_depth == "auto" else int(args.bit_depth)
+    h, w = img.shape[:2]
+    geo = np.random.default_rng([args.seed, _CODE[job.stream], job.index, 0xC0])
+    for j, (y, x, th, tw) in enumerate(_boxes(args, h, w, geo)):
+        clean = quantize(img[y:y + th, x:x + tw], depth)  # degrade exactly what is stored as gt
+        seed = [args.seed, _CODE[job.stream], job.index, j + 1]
+        meta = {"task": args.task, "stream": job.stream, "source": entry["file"], "name": entry.get("name"),
+                "split": corpus_split(entry), "box": [y, x, th, tw], "tile_index": j, "bit_depth": depth, "seed": seed}
+        if job.stream == "ref" or (job.stream == "syn" and args.syn_on_the_fly):
+            meta.update(degradation="on-the-fly AWGN (added by the reader)" if job.stream == "syn" else None,
+                        params={})
+            yield ({"gt.png" if job.stream == "syn" else "ref.png": clean}), meta
+            continue
+        domain = "source" if job.stream == "syn" else "target"
+        peak = 255.0 if depth == 8 else 65535.0
+        out, params = degrade.degrade(clean.astype(np.float32) / np.float32(peak), args.task, domain,
+                                      np.random.default_rng(seed))
+        meta.update(degradation=params.get("name"), domain=domain, params=params,
+                    clipped=bool(np.any(out < 0) or np.any(out > 1)))
+        deg = quantize(out, depth)
+        yield ({"gt.png": clean, "syn.png": deg} if job.stream == "syn" else {"real.png": deg}), meta
+
+
+def plan_user(args) -> dict[str, list[Job]]:
+    jobs: dict[str, list[Job]] = {}
+    if args.syn and not args.gt:
+        raise UserError("--syn needs --gt (the clean targets it is paired with)")
+    if args.gt:
+        gt = list_images(args.gt, "--gt")
+        if args.syn_on_the_fly:
+            if args.syn:
+                raise UserError("--syn-on-the-fly writes only --gt (the reader adds AWGN); drop --syn")
+            pairs = [{"gt.png": p} for _, p in gt]
+        else:
+            if not args.syn:
+                raise UserError("--gt needs --syn (degraded inputs), or --syn-on-the-fly for AWGN denoising")
+            pairs = [{"syn.png": s, "gt.png": g} for s, g in match_pairs(list_images(args.syn, "--syn"), gt,
+                                                                          args.pair_by)]
+        jobs["syn"] = [Job("syn", i, p) for i, p in enumerate(pairs)]
+    for name in ("real", "ref"):
+        spec = getattr(args, name)
+        if spec:
+            jobs[name] = [Job(name, i, {f"{name}.png": p}) for i, (_, p) in enumerate(list_images(spec, f"--{name}"))]
+    if not jobs:
+        raise UserError("nothing to write: give --gt (with --syn or --syn-on-the-fly), --real and/or --ref, "
+                        "or --corpus")
+    return jobs
+
+
+def plan_corpus(args) -> dict[str, list[Job]]:
+    if any((args.syn, args.gt, args.real, args.ref)):
+        raise UserError("--corpus cannot be combined with --syn/--gt/--real/--ref")
+    if not os.path.isdir(args.corpus):
+        raise UserError(f"--corpus: no such folder: {args.corpus}")
+    photos, _ = _corpus_api()
+    try:
+        entries = photos.load_manifest(args.corpus)
+    except Exception as e:  # noqa: BLE001
+        raise UserError(f"--corpus: cannot load the photo manifest of {args.corpus}: {type(e).__name__}: {e}") from None
+    pools = {p: sorted((e for e in entries if corpus_split(e) == p), key=lambda e: e["name"]) for p in "SU"}
+    if not pools["S"]:
+        raise UserError(f"--corpus: {args.corpus} has no pool-S photos")
+    jobs = {"syn": [Job("syn", i, {"entry": e}) for i, e in enumerate(pools["S"])]}
+    if pools["U"]:
+        jobs["real"] = [Job("real", i, {"entry": e}) for i, e in enumerate(pools["U"])]
+    if not args.no_ref:
+        jobs["ref"] = [Job("ref", i, {"entry": e}) for i, e in enumerate(pools["S"])]
+    return jobs
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block
+        raise UserError(f"{message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m data_shards.write", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""examples:
+  # denoising, the paper's set-up: clean DFWB tiles (AWGN added by the reader) + real SIDD crops
+  python -m data_shards.write --task denoise --gt DFWB/ --syn-on-the-fly --real SIDD_train/ --tile 512 --stride 416 \\
+      --tile-min 800 --out shards/denoise
+  # deblurring: GoPro pairs tiled 512/256, RealBlur-J blurred inputs
+  python -m data_shards.write --task deblur --syn gopro/input --gt gopro/target --real realblur_j_train.txt \\
+      --tile 512 --stride 256 --out shards/deblur
+  # DAA-mini from the offline corpus: 110 random 96-px crops per photo, degraded with recorded seeds
+  python -m data_shards.write --corpus corpus/ --task derain --crops-per-image 110 --tile 96 --out shards/derain""")
+    src = p.add_argument_group("inputs (a folder, searched recursively, or a text file with one path per line)")
+    src.add_argument("--syn", help="degraded synthetic inputs, paired with --gt")
+    src.add_argument("--gt", help="clean targets of --syn (or alone with --syn-on-the-fly)")
+    src.add_argument("--real", help="unpaired real degraded inputs")
+    src.add_argument("--ref", help="unpaired clean references (the 'Ours-Ex' mode)")
+    src.add_argument("--pair-by", choices=("stem", "index"), default="stem",
+                     help="match --syn to --gt by relative path without extension (default) or sorted position")
+    src.add_argument("--corpus", help="offline photo corpus (data_shards.photos manifest): pools S and U")
+    src.add_argument("--no-ref", action="store_true", help="--corpus: do not write the ref stream")
+    p.add_argument("--task", required=True, help="denoise | deblur | derain")
+    p.add_argument("--out", required=True, help="output folder (must be empty unless --overwrite)")
+    p.add_argument("--syn-on-the-fly", action="store_true",
+                   help="denoise only: write gt only; the reader adds AWGN per sample (the paper's DFWB set-up)")
+    tl = p.add_argument_group("tiling")
+    tl.add_argument("--tile", type=int, default=0, help="tile/crop size in px (0 = whole images; official 512)")
+    tl.add_argument("--stride", type=int, default=0,
+                    help="grid stride (default = --tile; DFWB 416, SIDD 384, GoPro 256)")
+    tl.add_argument("--tile-min", type=int, default=0,
+                    help="only tile images whose sides both exceed this (DFWB: 800; smaller ones stay whole)")
+    tl.add_argument("--crops-per-image", type=int, default=0,
+                    help="instead of a grid: this many seeded random --tile crops per image")
+    o = p.add_argument_group("output")
+    o.add_argument("--bit-depth", choices=("auto", "8", "16"), default="auto",
+                   help="PNG bits per channel; auto = 16 when the source is 16-bit (corpus: 8)")
+    o.add_argument("--maxcount", type=int, default=1000, help="samples per shard at most (default 1000)")
+    o.add_argument("--maxsize", type=float, default=5e8, help="bytes per shard at most (default 5e8)")
+    o.add_argument("--compress-level", type=int, default=6, choices=range(10), metavar="0-9", help="PNG zlib level")
+    o.add_argument("--shuffle-buffer", type=int, default=256,
+                   help="write samples through a seeded shuffle buffer of this many (0 = input order)")
+    o.add_argument("--seed", type=int, default=0, help="seeds image order, crops and degradations")
+    o.add_argument("--overwrite", action="store_true", help="replace this tool's shards and manifest in --out")
+    o.add_argument("-q", "--quiet", action="store_true")
+    return p
+
+
+def check_args(args) -> None:
+    if args.task not in TASKS:
+        raise UserError(f"unknown task {args.task!r} (choose {', '.join(TASKS)})")
+    if args.syn_on_the_fly and args.task != "denoise":
+        raise UserError("--syn-on-the-fly is AWGN denoising: it needs --task denoise")
+    if args.tile < 0 or args.stride < 0 or args.crops_per_image < 0 or args.maxcount < 1 or args.maxsize <= 0:
+        raise UserError("--tile, --stride and --crops-per-image must be >= 0; --maxcount and --maxsize > 0")
+    if args.crops_per_image and not args.tile:
+        raise UserError("--crops-per-image needs --tile (the crop size)")
+
+
+def prepare_out(out: str, overwrite: bool) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out} exists and is not a folder")
+    if os.path.isdir(out):
+        entries = os.listdir(out)
+        if entries and not overwrite:
+            raise UserError(f"--out {out} is not empty ({len(entries)} entries); pass --overwrite to replace its "
+                            "shards and manifest")
+        for e in entries:
+            if e == MANIFEST or _OWN_FILE.match(e):
+                os.remove(os.path.join(out, e))
+    else:
+        try:
+            os.makedirs(out)
+        except OSError as e:
+            raise UserError(f"--out {out}: cannot create: {e.strerror}") from None
+
+
+def write(args) -> dict:
+    """Validate, plan, write every stream, then the manifest. Returns the manifest."""
+    check_args(args)
+    jobs = plan_corpus(args) if args.corpus else plan_user(args)
+    prepare_out(args.out, args.overwrite)
+    produce = corpus_samples if args.corpus else user_samples
+    streams, written = {}, []
+    try:
+        for name, js in jobs.items():
+            order = np.random.default_rng([args.seed, _CODE[name], 7]).permutation(len(js)) \
+                if args.shuffle_buffer else range(len(js))
+            w = StreamWriter(args.out, name, args.maxcount, args.maxsize, args.shuffle_buffer, args.seed)
+            n = 0
+            for i in order:
+                for images, meta in produce(args, js[i]):
+                    w.add(make_sample(f"{name}{n:08d}", images, meta, args.compress_level))
+                    n += 1
+            info = w.close()
+            written += [s["file"] for s in info["shards"]]
+            members = ["gt.png"] if name == "syn" and args.syn_on_the_fly else MEMBERS[name]
+            streams[name] = {"members": members + ["json"], **info}
+            if not args.quiet:
+                print(f"{name}: {info['count']} samples from {len(js)} images in {len(info['shards'])} shard(s)",
+                      file=sys.stderr)
+    except BaseException:
+        for f in written + [f for f in os.listdir(args.out) if _OWN_FILE.match(f)]:
+            if os.path.exists(os.path.join(args.out, f)):
+                os.remove(os.path.join(args.out, f))  # only our own shards: no half-written data set is left
+        raise
+    man = {"format": FORMAT, "task": args.task, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+           "tool": "python -m data_shards.write", "args": {k: v for k, v in vars(args).items()},
+           "syn_on_the_fly": bool(args.syn_on_the_fly), "counts": {k: v["count"] for k, v in streams.items()},
+           "streams": streams}
+    tmp = os.path.join(args.out, MANIFEST + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(man, f, indent=1, default=_json_default)
+    os.replace(tmp, os.path.join(args.out, MANIFEST))
+    if not args.quiet:
+        print(f"wrote {os.path.join(args.out, MANIFEST)}", file=sys.stderr)
+    return man
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        write(build_parser().parse_args(argv))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

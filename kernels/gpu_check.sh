@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# GPU check of the fused condition builder: native (no interpreter) tests, the target benchmark, then the full sweep
+# if the time cap allows.
+#
+#   OUT=/some/dir bash kernels/gpu_check.sh        # from the repo root; OUT defaults to ./gpu_check_out
+#
+# Needs torch + triton + pytest already installed (installs nothing, needs no network). The whole script is capped at
+# GPU_CHECK_CAP_S seconds (default 240): each step runs under `timeout` with at most what is left, the full sweep only
+# if >= 60 s are left (cut at the cap, its rows so far are kept). Writes to $OUT (5 files, nothing else):
+#   env.txt            device, driver, torch/triton versions, per-step seconds and exit codes, the final rc
+#   pytest.log         python -m pytest -q tests/test_kernel_conditions.py (incl. the no-host-sync and profiler tests)
+#   bench.log          stdout/stderr of `kernels.bench --target`, then of the full sweep
+#   kernels_gpu.md     markdown: the --target report (table, verdict, launch-config sweep), the full sweep appended
+#   kernels_gpu.csv    the rows of both runs (columns of docs/benchmarks/kernels.csv + dev_* device-time columns)
+# Expected on an H100/H200: env 5 s, tests ~25 s, --target ~40 s (torch.compile of the reference: one dynamic compile
+# per dtype, fwd and joint fwd+bwd), full sweep ~2 min (recompiles hit the on-disk caches).
+set -u -o pipefail
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+unset TRITON_INTERPRET DAA_KERNELS
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$PWD/gpu_check_out}"
+mkdir -p "$OUT"
+PY="${PYTHON:-$(command -v python || command -v python3)}"
+CAP="${GPU_CHECK_CAP_S:-240}"
+T0=$SECONDS
+left() { echo $((CAP - (SECONDS - T0))); }
+cap() { local l; l=$(left); if [ "$1" -lt "$l" ]; then echo "$1"; else echo $((l > 1 ? l : 1)); fi; }
+log() { echo "$*" | tee -a "$OUT/env.txt"; }
+
+{
+  date -Is
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || true
+  timeout 60 "$PY" -c "import sys, torch, triton; print('python', sys.version.split()[0], 'torch', torch.__version__, \
+'cuda', torch.version.cuda, 'triton', triton.__version__, 'device', torch.cuda.get_device_name())"
+} 2>&1 | tee "$OUT/env.txt"
+
+rc=0
+echo "== pytest (native Triton) =="
+t=$SECONDS
+timeout -k 5 "$(cap 90)" "$PY" -m pytest -q -p no:cacheprovider tests/test_kernel_conditions.py 2>&1 \
+  | tee "$OUT/pytest.log"
+s=$?
+[ $s -ne 0 ] && rc=$((rc | 1))
+log "step pytest: $((SECONDS - t)) s, exit $s"
+
+echo "== benchmark --target (B=32 256x256 bf16+fp32, wall + device time, verdict) =="
+t=$SECONDS
+timeout -k 5 "$(cap 150)" "$PY" -m kernels.bench --target --csv "$OUT/kernels_gpu.csv" --out "$OUT/kernels_gpu.md" \
+  2>&1 | tee "$OUT/bench.log"
+s=$?
+[ $s -ne 0 ] && rc=$((rc | 2))
+log "step bench --target: $((SECONDS - t)) s, exit $s"
+
+if [ "$(left)" -ge 60 ]; then
+  echo "== benchmark, full sweep (cut at the cap: $(($(left) - 5)) s) =="
+  t=$SECONDS
+  timeout -k 5 "$(($(left) - 5))" "$PY" -m kernels.bench --csv "$OUT/kernels_gpu.csv" --out "$OUT/kernels_gpu.md" \
+    --append-out 2>&1 | tee -a "$OUT/bench.log"
+  s=$?
+  if [ $s -eq 124 ] || [ $s -eq 137 ]; then
+    log "step bench sweep: $((SECONDS - t)) s, cut at the time cap (rows so far kept)"
+  else
+    [ $s -ne 0 ] && rc=$((rc | 4))
+    log "step bench sweep: $((SECONDS - t)) s, exit $s"
+  fi
+else
+  log "step bench sweep: skipped, only $(left) s left of the ${CAP} s cap"
+fi
+
+log "gpu_check rc=$rc in $((SECONDS - T0)) s (bits: 1 tests failed, 2 bench --target failed, 4 sweep failed)"
+exit $rc
