@@ -30,9 +30,9 @@ speed-ups over `official` (or `reference` for noise_mse) and over `compile`, fro
 
 `--target` times only the issue's target shape (conditions, B=32, 256², bf16 and fp32, every provider and mode), then
 prints the verdict (fused fwd+bwd ≥ 85 % of copy bandwidth, ≥ 3× official, ≥ 1.5× torch.compile; bf16, the training
-dtype on GPUs, decides; fp32 is reported) for wall and device time, and a device-time launch-config sweep of the
-fused kernels at that shape. On CPU only reference vs official eager is measured (the Triton interpreter is a
-correctness tool, not a speed one), so the verdict there is n/a.
+dtype on GPUs, decides; fp32 is reported) for wall and device time, and a launch-config sweep (BLOCK, num_warps;
+wall and device ms) of the fused kernels at that shape. On CPU only reference vs official eager is measured (the
+Triton interpreter is a correctness tool, not a speed one), so the verdict there is n/a.
 
 Rows are appended to `--csv` (default docs/benchmarks/kernels.csv); a CSV whose header has the older, shorter column
 set is left alone and the rows go to `<name>_v2.csv` next to it (the run says so). `--out` writes the report as

@@ -56,7 +56,10 @@ Notes on the Triton path
   4×, at the price of a different element↔counter mapping.)
 * Measured throughput (H200, copy_ = 4.24 TB/s read+write): fwd 4.09 TB/s (96 %), training bwd 4.20 TB/s (99 %),
   fwd+bwd 97 % at fp32 B=32 512²; 7.5× the official eager sequence and 3.5× `torch.compile` of the reference for
-  fwd+bwd. Below ~32×256² the fwd+bwd timings are host-bound (Python + launch ≈ 0.3 ms per fwd+bwd on that VM).
+  fwd+bwd. Below ~32×256² the wall-clock fwd+bwd timings are host-bound (Python + autograd + launches ≈ 0.3 ms per
+  fwd+bwd on that VM); `kernels.bench` also reports device time (GPU busy time per call, torch.profiler), the figure
+  that applies inside a training step where the CPU runs ahead. The wrapper keeps its own share small: contiguous
+  inputs pass through uncopied, launch settings are plain ints, no zero-filled buffers, no host-device sync.
 """
 from __future__ import annotations
 

@@ -12,8 +12,9 @@
 #   bench.log          stdout/stderr of `kernels.bench --target`, then of the full sweep
 #   kernels_gpu.md     markdown: the --target report (table, verdict, launch-config sweep), the full sweep appended
 #   kernels_gpu.csv    the rows of both runs (columns of docs/benchmarks/kernels.csv + dev_* device-time columns)
-# Expected on an H100/H200: env 5 s, tests ~25 s, --target ~40 s (torch.compile of the reference: one dynamic compile
-# per dtype, fwd and joint fwd+bwd), full sweep ~2 min (recompiles hit the on-disk caches).
+# Estimated (not yet timed) on an H100/H200: env 5 s, tests ~25 s, --target ~45 s (torch.compile of the reference:
+# one dynamic compile per dtype), full sweep ~2 min (the previous wall-only sweep took 85 s; recompiles hit the
+# on-disk caches). env.txt records the real per-step seconds.
 set -u -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 unset TRITON_INTERPRET DAA_KERNELS
@@ -29,7 +30,7 @@ log() { echo "$*" | tee -a "$OUT/env.txt"; }
 
 {
   date -Is
-  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || true
+  timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || true
   timeout 60 "$PY" -c "import sys, torch, triton; print('python', sys.version.split()[0], 'torch', torch.__version__, \
 'cuda', torch.version.cuda, 'triton', triton.__version__, 'device', torch.cuda.get_device_name())"
 } 2>&1 | tee "$OUT/env.txt"

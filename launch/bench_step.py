@@ -1,0 +1,858 @@
+"""Benchmark of one DAA training step and of DeepSpeed ZeRO model-state memory.
+
+    python launch/bench_step.py                      # CPU: both parts, demo sizes (~2-4 min on 2 cores)
+    python launch/bench_step.py --quick              # CPU: tiny step benchmark only (smoke test)
+    python launch/bench_step.py --csv $OUT/step_gpu.csv            # CUDA: paper sizes, B=24 and B=8 (< 3 min)
+    python launch/bench_step.py --gpu-quick --csv $OUT/step_gpu.csv  # CUDA: paper sizes, B=8 only (~1 min)
+
+Part 1, joint-step throughput: images/s (B = micro-batch, i.e. B synthetic pairs + B real images) of one full
+training step (forward, backward, Adam step over both networks) of `daa.objective.DAAObjective` (one restorer call
+on [x_s; x_r], `kernels.build_conditions`, one diffusion call on the (2B,9,H,W) batch) against
+`daa.official.official_step_loss` (two restorer calls, clone/mask swaps, two diffusion calls, fp32). Both run the
+same networks (copies of one initialisation), the same batch and one fixed `StepDraws` from `obj.draw(...)`, and the
+same `torch.optim.Adam`. Variants are timed interleaved (one step of each in turn, order alternating per round), so
+load from other jobs hits every variant alike; the median step time gives images/s.
+
+* CPU: fp32 for both; 'ours' is timed contiguous and channels_last and the faster is reported as ours.
+* CUDA: official = fp32 as the official code (PyTorch defaults: cudnn.allow_tf32=True, so fp32 convs use TF32);
+  ours in fp32 (batching effect alone) and in bf16 the way DeepSpeed bf16 runs it: bf16 weights and inputs, fp32
+  master weights that Adam steps, copied back to bf16 (`+cl` = channels_last). `torch.backends.cudnn.benchmark=True`
+  is a second phase run in a fresh process (cuDNN caches the algorithms it picked per shape, so benchmarked and
+  non-benchmarked variants cannot share one process). Steps are bracketed by `torch.cuda.synchronize()`.
+
+Part 2, ZeRO model-state memory per rank: 2 ranks on CPU (gloo, `torch.distributed.run`, OMP_NUM_THREADS=1), ZeRO
+stages 0-3, fp32 and bf16, under `deepspeed.initialize` with a client `torch.optim.Adam`. After the backward of
+the second step every tensor reachable from the engine, the module's parameters and the optimizers is collected,
+de-duplicated by storage, and classified as params (the rank's copy: `p.ds_tensor` under ZeRO-3), grads, fp32
+master, Adam state (exp_avg, exp_avg_sq) or other (communication buckets, model buffers). Compared with the ZeRO
+paper's formulas for N ranks (Ψ parameters): fp32 params 4Ψ, grads 4Ψ, Adam 8Ψ, no master; bf16 params 2Ψ, grads 2Ψ,
+master + Adam 12Ψ; stage 1 divides the optimizer state (Adam + master) by N, stage 2 also the grads, stage 3 also
+the params.
+
+Rows are appended to a CSV (default docs/benchmarks/step.csv) with timestamp, git sha, device, torch and deepspeed
+versions.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import datetime as _dt
+import gc
+import json
+import math
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # run from a checkout without installing
+# Idle OpenMP threads sleep instead of spinning. On a shared CPU box, spinning threads of a 2-thread process whose
+# sibling core is busy made steps 5-20x slower and noisy; the thread count is unchanged. Set before torch loads
+# libgomp; export OMP_WAIT_POLICY=ACTIVE to measure the spinning default.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+
+CSV_FIELDS = (
+    "timestamp", "git_sha", "device", "threads", "torch", "deepspeed", "part",
+    # part = step
+    "phase", "impl", "variant", "dtype", "memory_format", "restorer", "restorer_params", "diffusion",
+    "diffusion_params", "B", "H", "W", "steps", "ms_p50", "ms_p20", "ms_p80", "img_s", "x_vs_official", "status",
+    # part = zero
+    "zero_stage", "precision", "world", "rank", "psi", "params_bytes", "grads_bytes", "master_bytes", "adam_bytes",
+    "model_state_bytes", "formula_bytes", "measured_over_formula", "other_bytes", "mid_backward_bytes",
+    "persistent_bytes",
+)
+DEMO_RESTORER = ("unet", {"depth": 3, "wf": 16})
+QUICK_RESTORER = ("unet", {"depth": 2, "wf": 8})
+ALPHA = 0.1
+CPU_TARGET, GPU_TARGET, ZERO_TOLERANCE = 1.3, 2.5, 0.10
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# small helpers
+# ---------------------------------------------------------------------------------------------------------------
+def git_sha() -> str:
+    """Short HEAD sha read from .git directly (no git subprocess); 'unknown' outside a checkout."""
+    try:
+        git = REPO / ".git"
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head[:12]
+        ref = head.split(" ", 1)[1]
+        if (git / ref).exists():
+            return (git / ref).read_text().strip()[:12]
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0][:12]
+    except OSError:
+        pass
+    return "unknown"
+
+
+def deepspeed_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("deepspeed")
+    except Exception:  # noqa: BLE001 - not installed or broken metadata
+        return "none"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({os.cpu_count()} cores)"
+
+
+def quantile(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    if len(s) == 1:
+        return s[0]
+    pos = q * (len(s) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def fmt_bytes(n: float) -> str:
+    return f"{n / 2**20:,.2f} MiB"
+
+
+def check_csv(path: Path) -> None:
+    """Refuse to append to a CSV written with another column set (rows would be misaligned)."""
+    if path.exists() and path.stat().st_size:
+        with path.open() as f:
+            header = f.readline().strip()
+        if header != ",".join(CSV_FIELDS):
+            raise SystemExit(f"{path} has a different header; pass another --csv path")
+
+
+def append_csv(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a") as f:
+        if new:
+            f.write(",".join(CSV_FIELDS) + "\n")
+        for r in rows:
+            f.write(",".join(str(r.get(k, "")).replace(",", ";") for k in CSV_FIELDS) + "\n")
+
+
+def _parse_ints(s: str) -> list[int]:
+    return [int(x) for x in str(s).split(",") if x.strip()]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# part 1: joint-step throughput
+# ---------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    impl: str  # "ours" | "official"
+    dtype: str  # "fp32" | "bf16"
+    channels_last: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.impl} {self.dtype}" + (" +cl" if self.channels_last else "")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return {"fp32": torch.float32, "bf16": torch.bfloat16}[self.dtype]
+
+
+def parse_variants(spec: str) -> list[Variant]:
+    """'official-fp32,ours-fp32,ours-fp32-cl,ours-bf16,ours-bf16-cl'."""
+    out = []
+    for item in spec.split(","):
+        parts = item.strip().split("-")
+        if len(parts) not in (2, 3) or parts[0] not in ("ours", "official") or parts[1] not in ("fp32", "bf16") \
+                or (len(parts) == 3 and parts[2] != "cl"):
+            raise SystemExit(f"bad variant {item!r}: use impl-dtype[-cl], impl in ours/official, dtype fp32/bf16")
+        if parts[0] == "official" and (parts[1] != "fp32" or len(parts) == 3):
+            raise SystemExit("the official step is benchmarked as the official code runs it: official-fp32 only")
+        out.append(Variant(parts[0], parts[1], len(parts) == 3))
+    return out
+
+
+class StepRunner:
+    """One variant: its own copy of the networks, its own Adam, the batch and draws in its dtype/layout."""
+
+    def __init__(self, variant: Variant, restorer, denoiser, batch, draws, device):
+        from daa.objective import DAAObjective, ObjectiveConfig, StepDraws
+
+        self.variant = v = variant
+        dt = v.torch_dtype
+        fmt = torch.channels_last if v.channels_last else torch.contiguous_format
+        r, d = copy.deepcopy(restorer), copy.deepcopy(denoiser)
+        self.obj = DAAObjective(r, d, ObjectiveConfig(mode="daa")).to(device=device, dtype=dt, memory_format=fmt)
+        self.obj.train()
+        self.batch = {k: t.to(device=device, dtype=dt).contiguous(memory_format=fmt) for k, t in batch.items()}
+        noise = draws.noise.to(device=device, dtype=dt).contiguous(memory_format=fmt)
+        gammas = draws.gammas.to(device)  # fp32, as the official gamma tensor
+        if v.impl == "official":  # the official masks are CPU tensors (torch.rand(b) > 0.5)
+            self.draws = StepDraws(gammas, draws.swap_pos.cpu(), draws.swap_neg.cpu(), noise, draws.t)
+        else:
+            self.draws = StepDraws(gammas, draws.swap_pos.to(device), draws.swap_neg.to(device), noise, draws.t)
+        self.params = [p for p in self.obj.parameters() if p.requires_grad]
+        if dt == torch.float32:
+            self.masters = None
+            self.opt = torch.optim.Adam(self.params, lr=1e-4)
+        else:  # DeepSpeed-style bf16: bf16 weights/grads, fp32 master weights stepped by Adam, copied back
+            self.masters = [p.detach().float().clone() for p in self.params]
+            self.opt = torch.optim.Adam(self.masters, lr=1e-4)
+
+    def step(self) -> None:
+        from daa.official import official_step_loss
+
+        for p in self.params:
+            p.grad = None
+        if self.variant.impl == "ours":
+            loss = self.obj(self.batch, ALPHA, self.draws)["loss"]
+        else:
+            loss = official_step_loss(self.obj.restorer, self.obj.denoiser, self.batch, self.draws, ALPHA)
+        loss.backward()
+        if self.masters is None:
+            self.opt.step()
+            return
+        for m, p in zip(self.masters, self.params):
+            m.grad = p.grad.float()
+        self.opt.step()
+        with torch.no_grad():
+            torch._foreach_copy_(self.params, self.masters)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _oom_types() -> tuple[type, ...]:
+    t = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    return (t,) if t is not None else ()
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def bench_group(args, device, variants, batch_size, phase, deadline, log) -> list[dict]:
+    """Time `variants` interleaved at one batch size. Returns one result dict per variant."""
+    from daa.models import build_diffusion_unet, build_restorer, count_parameters
+    from daa.objective import DAAObjective, ObjectiveConfig
+
+    torch.manual_seed(0)
+    restorer = build_restorer(args.restorer, args.restorer_preset, **args.restorer_args_dict)
+    denoiser = build_diffusion_unet(args.diffusion_preset)
+    n_r, n_d = count_parameters(restorer), count_parameters(denoiser)
+    h = w = args.size
+    g = torch.Generator().manual_seed(1)
+    batch = {k: torch.rand((batch_size, 3, h, w), generator=g) for k in ("x_s", "y_s", "x_r")}
+    drawer = DAAObjective(restorer, denoiser, ObjectiveConfig(mode="daa"))
+    draws = drawer.draw(batch_size, (3, h, w), torch.device("cpu"), generator=g, noise_generator=g)
+    base = dict(phase=phase, restorer=f"{args.restorer}{json.dumps(args.restorer_args_dict, separators=(',', ':'))}"
+                if args.restorer_args_dict else args.restorer, restorer_params=n_r, diffusion=args.diffusion_preset,
+                diffusion_params=n_d, B=batch_size, H=h, W=w)
+    results = {v: dict(base, impl=v.impl, variant=v.name, dtype=v.dtype,
+                       memory_format="channels_last" if v.channels_last else "contiguous", steps=0, status="ok")
+               for v in variants}
+    times: dict[Variant, list[float]] = {v: [] for v in variants}
+    runners: dict[Variant, StepRunner] = {}
+
+    def fail(v, e):
+        oom = isinstance(e, _oom_types()) if _oom_types() else False
+        results[v]["status"] = "OOM" if oom else f"error: {type(e).__name__}: {str(e).splitlines()[0][:120]}"
+        log(f"#   {v.name} B={batch_size} [{phase}]: {results[v]['status']}")
+        if not oom:
+            traceback.print_exc(file=sys.stderr)
+        runners.pop(v, None)
+        _free(device)
+
+    for v in variants:  # build and warm up each variant (Adam state, cuDNN algorithm choice, Triton compile)
+        try:
+            runners[v] = StepRunner(v, restorer, denoiser, batch, draws, device)
+            for _ in range(args.warmup):
+                runners[v].step()
+            _sync(device)
+        except Exception as e:  # noqa: BLE001 - one variant failing (OOM, op missing) must not end the run
+            fail(v, e)
+    for rnd in range(args.steps):
+        order = list(runners) if rnd % 2 == 0 else list(runners)[::-1]
+        if not order or (rnd >= 2 and time.monotonic() > deadline):
+            break
+        for v in order:
+            try:
+                _sync(device)
+                t0 = time.perf_counter()
+                runners[v].step()
+                _sync(device)
+                times[v].append(time.perf_counter() - t0)
+            except Exception as e:  # noqa: BLE001
+                fail(v, e)
+    runners.clear()
+    _free(device)
+
+    off = next((v for v in variants if v.impl == "official"), None)
+    off_ips = None
+    if off is not None and times[off] and results[off]["status"] == "ok":
+        off_ips = batch_size / statistics.median(times[off])
+    for v in variants:
+        ts = times[v]
+        r = results[v]
+        r["steps"] = len(ts)
+        if ts and r["status"] == "ok":
+            med = statistics.median(ts)
+            r.update(ms_p50=round(med * 1e3, 2), ms_p20=round(quantile(ts, 0.2) * 1e3, 2),
+                     ms_p80=round(quantile(ts, 0.8) * 1e3, 2), img_s=round(batch_size / med, 3))
+            if off_ips:
+                r["x_vs_official"] = round(batch_size / med / off_ips, 3)
+        elif r["status"] == "ok":
+            r["status"] = "no timed steps"
+    return [results[v] for v in variants]
+
+
+def run_phase(args, device, phase: str, budget_s: float, log) -> list[dict]:
+    """All batch sizes of one phase ('default' or 'cudnn.benchmark') in this process."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = phase == "cudnn.benchmark"
+    variants = parse_variants(args.variants)
+    start = time.monotonic()
+    rows = []
+    sizes = _parse_ints(args.batch)
+    for i, b in enumerate(sizes):
+        left = budget_s - (time.monotonic() - start)
+        deadline = time.monotonic() + left / (len(sizes) - i)  # a fair share of what is left
+        rows += bench_group(args, device, variants, b, phase, deadline, log)
+    return rows
+
+
+def run_phase_subprocess(args, phase: str, budget_s: float, log) -> list[dict]:
+    """Run one phase in a fresh process (cuDNN's per-process algorithm cache must start empty)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rows.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), *args.argv, "--phase-worker", phase,
+               "--phase-json", str(out), "--budget-s", str(max(budget_s, 1.0))]
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=budget_s + 90)
+        if proc.returncode != 0 or not out.exists():
+            log(f"# phase {phase} failed (rc={proc.returncode}):")
+            for line in (proc.stdout + proc.stderr).strip().splitlines()[-25:]:
+                log(f"#   {line}")
+            return []
+        for line in proc.stdout.splitlines():  # the child's per-variant notes (OOM, errors)
+            if line.startswith("#   "):
+                log(line)
+        return json.loads(out.read_text())
+
+
+def step_table(rows: list[dict], emit) -> None:
+    emit(f"{'phase':<16} {'variant':<16} {'B':>3} {'HxW':>8} {'steps':>5} {'ms p50':>9} {'[p20 - p80]':>19} "
+         f"{'img/s':>9} {'x official':>10}  status")
+    for r in rows:
+        if r.get("img_s"):
+            emit(f"{r['phase']:<16} {r['variant']:<16} {r['B']:>3} {str(r['H']) + 'x' + str(r['W']):>8} "
+                 f"{r['steps']:>5} {r['ms_p50']:>9.1f} {'[' + format(r['ms_p20'], '.1f') + ' - ':>11}"
+                 f"{format(r['ms_p80'], '.1f') + ']':>8} {r['img_s']:>9.2f} "
+                 f"{(format(r['x_vs_official'], '.2f') + 'x') if r.get('x_vs_official') else '-':>10}  {r['status']}")
+        else:
+            emit(f"{r['phase']:<16} {r['variant']:<16} {r['B']:>3} {str(r['H']) + 'x' + str(r['W']):>8} "
+                 f"{r['steps']:>5} {'-':>9} {'':>19} {'-':>9} {'-':>10}  {r['status']}")
+
+
+def step_verdict(rows: list[dict], device: torch.device, emit) -> None:
+    """Per batch size: best 'ours' vs the official step as the official code runs; plain MET / NOT MET."""
+    target = GPU_TARGET if device.type == "cuda" else CPU_TARGET
+    ok = [r for r in rows if r.get("img_s")]
+    for b in sorted({r["B"] for r in rows}, reverse=True):
+        at_b = [r for r in ok if r["B"] == b]
+        off = {r["phase"]: r for r in at_b if r["impl"] == "official"}
+        ours = [r for r in at_b if r["impl"] == "ours"]
+        if "default" not in off or not ours:
+            emit(f"# B={b}: no complete official/ours pair was measured -> target {target}x NOT CHECKED")
+            continue
+        base = off["default"]
+        best = max(ours, key=lambda r: r["img_s"])
+        x = best["img_s"] / base["img_s"]
+        emit(f"# B={b}: ours best = {best['variant']} [{best['phase']}] {best['img_s']:.2f} img/s vs official fp32 "
+             f"[default] {base['img_s']:.2f} img/s -> {x:.2f}x; target >= {target}x: "
+             f"{'MET' if x >= target else 'NOT MET'}")
+        for phase, o in off.items():
+            same = [r for r in ours if r["phase"] == phase]
+            f32 = [r for r in same if r["dtype"] == "fp32"]
+            b16 = [r for r in same if r["dtype"] == "bf16"]
+            parts = []
+            if f32:
+                bf = max(f32, key=lambda r: r["img_s"])
+                parts.append(f"batching alone (fp32, {bf['variant']}) {bf['img_s'] / o['img_s']:.2f}x")
+                if b16:
+                    bb = max(b16, key=lambda r: r["img_s"])
+                    parts.append(f"bf16 vs fp32 ours ({bb['variant']}) {bb['img_s'] / bf['img_s']:.2f}x")
+            if same:
+                bs = max(same, key=lambda r: r["img_s"])
+                parts.append(f"best ours vs official, same phase {bs['img_s'] / o['img_s']:.2f}x")
+            emit(f"#   [{phase}] " + "; ".join(parts))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# part 2: ZeRO model-state memory per rank
+# ---------------------------------------------------------------------------------------------------------------
+_WALK_MODULES = ("deepspeed", "torch.optim", "torch.nn", "daa", "kernels", "collections")
+CATEGORIES = ("params", "grads", "master", "adam", "other")
+
+
+class Ledger:
+    """Storages held by a rank, each counted once (by storage address) under the first category that found it."""
+
+    def __init__(self):
+        self.seen: dict[int, tuple[str, str, int, str]] = {}
+        self.visited: set[int] = set()
+
+    def add(self, t, category: str, path: str) -> None:
+        if not isinstance(t, torch.Tensor) or t.device.type == "meta":
+            return
+        s = t.untyped_storage()
+        n = s.nbytes()
+        if n == 0 or s.data_ptr() in self.seen:
+            return
+        self.seen[s.data_ptr()] = (category, path, n, str(t.dtype).replace("torch.", ""))
+
+    def walk(self, obj, path: str, classify, depth: int = 0) -> None:
+        """Collect every tensor reachable through containers and deepspeed/torch objects' attributes."""
+        if depth > 16 or obj is None or isinstance(obj, (str, bytes, int, float, bool)):
+            return
+        if id(obj) in self.visited:
+            return
+        if isinstance(obj, torch.Tensor):
+            self.visited.add(id(obj))
+            self.add(obj, classify(path), path)
+            if obj.is_leaf and obj.grad is not None:
+                self.walk(obj.grad, path + ".grad", classify, depth + 1)
+            for k, v in getattr(obj, "__dict__", {}).items():
+                self.walk(v, f"{path}.{k}", classify, depth + 1)
+            return
+        if isinstance(obj, dict):
+            self.visited.add(id(obj))
+            for k, v in list(obj.items()):
+                key = k if isinstance(k, (str, int)) else type(k).__name__
+                self.walk(k, f"{path}[key]", classify, depth + 1)
+                self.walk(v, f"{path}[{key}]", classify, depth + 1)
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            self.visited.add(id(obj))
+            for i, v in enumerate(list(obj)):
+                self.walk(v, f"{path}[{i}]", classify, depth + 1)
+        elif hasattr(obj, "__dict__") and type(obj).__module__.startswith(_WALK_MODULES):
+            self.visited.add(id(obj))
+            for k, v in list(vars(obj).items()):
+                self.walk(v, f"{path}.{k}", classify, depth + 1)
+
+    def totals(self) -> dict[str, int]:
+        out = dict.fromkeys(CATEGORIES, 0)
+        for cat, _, n, _ in self.seen.values():
+            out[cat] += n
+        return out
+
+
+def classify_path(path: str) -> str:
+    """Category of a tensor found by the generic walk of the ZeRO wrapper / engine, from its attribute path."""
+    p = path.lower()
+    if "grad" in p:  # p.grad, averaged_gradients, grads_in_partition, ipg buffers, grad_partitions_flat_buffer
+        return "grads"
+    if "fp32" in p or "master" in p or "single_partition" in p:
+        return "master"
+    if "bit16" in p or "fp16" in p or "lp_param" in p:
+        return "params"
+    return "other"
+
+
+def model_state_ledger(engine) -> Ledger:
+    """Walk order sets the category of a storage reachable several ways: parameters and grads, then the torch Adam's
+    state and parameters (fp32 masters under ZeRO / bf16), then the wrapper and engine by attribute name, then the
+    mappings DeepSpeed hangs on parameters (views of the storages above)."""
+    led = Ledger()
+    module = engine.module
+    named = list(module.named_parameters())
+    # 1. the rank's copy of each parameter (ZeRO-3: only the partition p.ds_tensor) and its gradient
+    for name, p in named:
+        led.visited.add(id(p))
+        led.add(p, "params", f"param:{name}")
+        ds = getattr(p, "ds_tensor", None)
+        if ds is not None:
+            led.add(ds, "params", f"param:{name}.ds_tensor")
+        if p.grad is not None:
+            led.add(p.grad, "grads", f"param:{name}.grad")
+    # 2. the torch Adam the engine steps: its state and, under ZeRO/bf16, its fp32 (master) parameters
+    base = getattr(engine, "basic_optimizer", None) or engine.optimizer
+    while not isinstance(base, torch.optim.Optimizer) and hasattr(base, "optimizer"):
+        base = base.optimizer
+    for key, st in base.state.items():
+        for k, v in st.items():
+            led.add(v, "adam", f"adam.{k}")
+        led.add(key, "master", "adam.state[key]")  # ZeRO-3 empties param_groups between steps; the keys remain
+    for gi, group in enumerate(base.param_groups):
+        for pi, p in enumerate(group["params"]):
+            led.add(p, "master", f"adam.param_groups[{gi}][{pi}]")
+            if p.grad is not None:
+                led.add(p.grad, "grads", f"adam.param_groups[{gi}][{pi}].grad")
+    # 3. everything else the ZeRO / bf16 wrapper and the engine hold, 4. what hangs on the parameters
+    led.walk(engine.optimizer, "opt", classify_path)
+    led.walk(engine, "engine", classify_path)
+    for name, p in named:
+        for k, v in vars(p).items():
+            led.walk(v, f"param:{name}.{k}", classify_path)
+    return led
+
+
+def zero_formula(stage: int, precision: str, psi: int, world: int) -> dict[str, float]:
+    """ZeRO paper bytes per rank (model states only)."""
+    if precision == "fp32":
+        p, g, m, a = 4.0, 4.0, 0.0, 8.0
+    else:  # bf16 weights and grads (fp32 grads with fp32 accumulation), fp32 master + Adam (K = 12)
+        p, g, m, a = 2.0, 4.0 if precision == "bf16-fp32acc" else 2.0, 4.0, 8.0
+    n = float(world)
+    f = {"params": p * psi / (n if stage >= 3 else 1), "grads": g * psi / (n if stage >= 2 else 1),
+         "master": m * psi / (n if stage >= 1 else 1), "adam": a * psi / (n if stage >= 1 else 1)}
+    f["total"] = sum(f.values())
+    return f
+
+
+def zero_worker(args) -> int:
+    """One rank of the ZeRO memory measurement (started by torch.distributed.run)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*(all_gather_into_tensor|reduce_scatter_tensor).*")
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed
+    import deepspeed.ops
+
+    from daa.models import build_diffusion_unet, build_restorer, count_parameters
+    from daa.objective import DAAObjective, ObjectiveConfig
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # no 45 s JIT build of an op gloo never uses
+    deepspeed.init_distributed(dist_backend="gloo", verbose=False)
+    import torch.distributed as dist
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    results = []
+    for precision in args.zero_precisions.split(","):
+        for stage in _parse_ints(args.zero_worker):
+            t0 = time.monotonic()
+            torch.manual_seed(0)
+            if args.paper:
+                restorer, denoiser = build_restorer("unet"), build_diffusion_unet("default")
+            else:
+                restorer = build_restorer(DEMO_RESTORER[0], **DEMO_RESTORER[1])
+                denoiser = build_diffusion_unet("tiny")
+            obj = DAAObjective(restorer, denoiser, ObjectiveConfig(mode="daa", kernels="torch"))
+            psi = count_parameters(obj)
+            opt = torch.optim.Adam(obj.parameters(), lr=1e-4)
+            cfg = {"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1,
+                   "train_batch_size": world, "zero_optimization": {"stage": stage},
+                   "bf16": {"enabled": precision.startswith("bf16")}, "steps_per_print": 10**9,
+                   "wall_clock_breakdown": False}
+            if precision == "bf16-fp32acc":  # what daa.config.deepspeed_config emits for run.precision=bf16
+                cfg["data_types"] = {"grad_accum_dtype": "fp32"}
+            row = dict(zero_stage=stage, precision=precision, world=world, rank=rank, psi=psi)
+            engine = None
+            try:
+                engine, *_ = deepspeed.initialize(model=obj, optimizer=opt, config=cfg)
+                dt = torch.bfloat16 if precision.startswith("bf16") else torch.float32
+                g = torch.Generator().manual_seed(100 + rank)
+                hw = args.zero_size
+                mid: dict[str, int] = {}
+                measuring = [False]
+
+                def snapshot(_p, mid=mid, engine=engine, measuring=measuring):
+                    # the restorer's first weight gets its gradient last: a look at what backward holds near its end
+                    if measuring[0] and not mid:
+                        mid.update(model_state_ledger(engine).totals())
+
+                first = next(p for p in engine.module.parameters() if p.requires_grad)
+                hook = first.register_post_accumulate_grad_hook(snapshot)
+                for step in range(2):
+                    measuring[0] = step == 1  # Adam state exists from step 0
+                    batch = {k: torch.rand((1, 3, hw, hw), generator=g).to(dt) for k in ("x_s", "y_s", "x_r")}
+                    draws = engine.module.draw(1, (3, hw, hw), torch.device("cpu"), generator=g,
+                                               noise_generator=g, dtype=dt)
+                    loss = engine(batch, ALPHA, draws)["loss"]
+                    engine.backward(loss)
+                    if measuring[0]:  # grads present
+                        led = model_state_ledger(engine)
+                    engine.step()
+                hook.remove()
+                tot = led.totals()
+                row["persistent_bytes"] = sum(p.numel() * p.element_size()
+                                              for p in engine.module.parameters() if getattr(p, "ds_persist", False))
+                row["mid_backward_bytes"] = sum(mid.values()) if mid else None
+                f = zero_formula(stage, precision, psi, world)
+                state = tot["params"] + tot["grads"] + tot["master"] + tot["adam"]
+                row.update(params_bytes=tot["params"], grads_bytes=tot["grads"], master_bytes=tot["master"],
+                           adam_bytes=tot["adam"], other_bytes=tot["other"], model_state_bytes=state,
+                           formula_bytes=int(f["total"]), measured_over_formula=round(state / f["total"], 4),
+                           formula=f, status="ok", optimizer=type(engine.optimizer).__name__,
+                           seconds=round(time.monotonic() - t0, 1),
+                           largest=[(c, pth, n, dty) for c, pth, n, dty in
+                                    sorted(led.seen.values(), key=lambda e: -e[2])[:args.zero_show]])
+            except Exception as e:  # noqa: BLE001 - report the failing configuration and go on
+                row.update(status=f"error: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
+                traceback.print_exc(file=sys.stderr)
+            results.append(row)
+            if engine is not None and hasattr(engine, "destroy"):
+                engine.destroy()
+            del engine, obj, opt
+            gc.collect()
+            dist.barrier()
+    Path(args.zero_json).mkdir(parents=True, exist_ok=True)
+    (Path(args.zero_json) / f"rank{rank}.json").write_text(json.dumps(results))
+    dist.barrier()
+    return 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_zero(args, log) -> list[dict]:
+    """Start 2 CPU ranks (torch.distributed.run, gloo, 1 thread each) and gather their ledgers."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu", CUDA_VISIBLE_DEVICES="",
+                   PYTHONWARNINGS="ignore")
+        env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".torch_ext"))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.zero_world),
+               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(Path(__file__).resolve()),
+               "--zero-worker", args.zero_stages, "--zero-precisions", args.zero_precisions, "--zero-json", tmp,
+               "--zero-size", str(args.zero_size), "--zero-show", str(args.zero_show)]
+        if args.paper:
+            cmd.append("--paper")
+        t0 = time.monotonic()
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=args.zero_timeout)
+        files = sorted(Path(tmp).glob("rank*.json"))
+        if proc.returncode != 0 or len(files) != args.zero_world:
+            log(f"# ZeRO workers failed (rc={proc.returncode}); last lines:")
+            for line in (proc.stdout + proc.stderr).strip().splitlines()[-30:]:
+                log(f"#   {line}")
+        rows = [r for f in files for r in json.loads(f.read_text())]
+        log(f"# ZeRO part: {len(rows)} rank-configurations in {time.monotonic() - t0:.0f} s")
+        return sorted(rows, key=lambda r: (r["precision"], r["zero_stage"], r["rank"]))
+
+
+def zero_table(rows: list[dict], emit) -> None:
+    mib = 2**20
+    emit(f"{'precision':<12} {'stage':>5} {'rank':>4} {'params':>9} {'grads':>9} {'master':>9} {'adam':>9} "
+         f"{'sum MiB':>9} {'formula':>9} {'meas/form':>9} {'other':>8} {'mid-bwd':>9}  optimizer / status")
+    for r in rows:
+        if r.get("status") != "ok":
+            emit(f"{r['precision']:<12} {r['zero_stage']:>5} {r['rank']:>4}  {r.get('status')}")
+            continue
+        f = r["formula"]
+        mid = format(r["mid_backward_bytes"] / mib, ".2f") if r.get("mid_backward_bytes") else "-"
+        emit(f"{r['precision']:<12} {r['zero_stage']:>5} {r['rank']:>4} {r['params_bytes'] / mib:>9.2f} "
+             f"{r['grads_bytes'] / mib:>9.2f} {r['master_bytes'] / mib:>9.2f} {r['adam_bytes'] / mib:>9.2f} "
+             f"{r['model_state_bytes'] / mib:>9.2f} {f['total'] / mib:>9.2f} {r['measured_over_formula']:>9.3f} "
+             f"{r['other_bytes'] / mib:>8.2f} {mid:>9}  {r['optimizer']}")
+        emit(f"{'':<12} {'':>5} {'':>4} {f['params'] / mib:>9.2f} {f['grads'] / mib:>9.2f} {f['master'] / mib:>9.2f} "
+             f"{f['adam'] / mib:>9.2f} {'':>9} {'':>9} {'':>9} {'':>8} {'':>9}  (formula per category)")
+
+
+def zero_verdict(rows: list[dict], emit) -> None:
+    ok = [r for r in rows if r.get("status") == "ok"]
+    for r in rows:
+        if r.get("status") != "ok" and r["rank"] == 0:
+            emit(f"# {r['precision']} ZeRO-{r['zero_stage']}: {r.get('status')} -> NOT CHECKED")
+    if not ok:
+        emit("# ZeRO: nothing measured -> target NOT CHECKED")
+        return
+    emit(f"# Psi = {ok[0]['psi']:,} parameters, {ok[0]['world']} ranks")
+    for prec in sorted({r["precision"] for r in ok}):
+        for stage in sorted({r["zero_stage"] for r in ok if r["precision"] == prec}):
+            rs = [r for r in ok if r["precision"] == prec and r["zero_stage"] == stage]
+            worst = max(rs, key=lambda r: abs(r["measured_over_formula"] - 1))
+            x = worst["measured_over_formula"]
+            f = worst["formula"]
+            off = [c for c in ("params", "grads", "master", "adam")
+                   if abs(worst[f"{c}_bytes"] - f[c]) > ZERO_TOLERANCE * max(f[c], 1e-9) and
+                   abs(worst[f"{c}_bytes"] - f[c]) > 0.01 * f["total"]]
+            why = ""
+            if off:
+                why = "  differs in " + ", ".join(
+                    f"{c} {worst[c + '_bytes'] / f[c]:.2f}x" if f[c] else f"{c} {fmt_bytes(worst[c + '_bytes'])} vs 0"
+                    for c in off)
+            if worst.get("persistent_bytes"):
+                why += (f"; ZeRO-3 keeps parameters below stage3_param_persistence_threshold whole on every rank: "
+                        f"{fmt_bytes(worst['persistent_bytes'])}")
+            emit(f"# {prec} ZeRO-{stage}: measured/formula {x:.3f} (worst rank); within {ZERO_TOLERANCE:.0%}: "
+                 f"{'MET' if abs(x - 1) <= ZERO_TOLERANCE else 'NOT MET'}{why}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------------------------
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny CPU step benchmark only (smoke test; runs on CPU)")
+    ap.add_argument("--gpu-quick", action="store_true", help="CUDA: paper sizes at B=8 only, fewer steps")
+    ap.add_argument("--csv", default=str(REPO / "docs" / "benchmarks" / "step.csv"), help="CSV to append rows to")
+    ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    ap.add_argument("--parts", default=None, help="step,zero (default: both on CPU, step on CUDA, step with --quick)")
+    ap.add_argument("--batch", default=None, help="comma list of batch sizes (default CPU 8,4; CUDA 24,8)")
+    ap.add_argument("--size", type=int, default=None, help="patch size (default CPU 64, CUDA 128)")
+    ap.add_argument("--restorer", default=None, help="restorer name (default unet)")
+    ap.add_argument("--restorer-preset", default="default")
+    ap.add_argument("--restorer-args", default=None, help='JSON overrides, CPU default {"depth": 3, "wf": 16}')
+    ap.add_argument("--diffusion-preset", default=None, help="default (paper, CUDA) or tiny (CPU)")
+    ap.add_argument("--variants", default=None,
+                    help="CPU default official-fp32,ours-fp32,ours-fp32-cl; "
+                         "CUDA default official-fp32,ours-fp32,ours-bf16,ours-bf16-cl")
+    ap.add_argument("--phases", default=None, help="default[,cudnn.benchmark] (CUDA default: both)")
+    ap.add_argument("--warmup", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per variant")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: what the process has)")
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="soft wall-clock budget of the timed loops (default CUDA 120 s, --gpu-quick 60 s)")
+    ap.add_argument("--paper", action="store_true", help="ZeRO part at paper sizes (71.2 M params)")
+    ap.add_argument("--zero-stages", default="0,1,2,3")
+    ap.add_argument("--zero-precisions", default="fp32,bf16,bf16-fp32acc",
+                    help="bf16 = DeepSpeed default (bf16 grads); bf16-fp32acc = + data_types.grad_accum_dtype=fp32, "
+                         "as daa.config emits for run.precision=bf16")
+    ap.add_argument("--zero-world", type=int, default=2)
+    ap.add_argument("--zero-size", type=int, default=32, help="patch size of the ZeRO steps")
+    ap.add_argument("--zero-show", type=int, default=0, help="list the N largest storages per rank/config")
+    ap.add_argument("--zero-timeout", type=float, default=1200)
+    # internal
+    ap.add_argument("--zero-worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--zero-json", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--phase-worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--phase-json", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    args.argv = [a for a in (sys.argv[1:] if argv is None else list(argv))]
+    return args
+
+
+def resolve_defaults(args) -> torch.device:
+    if args.quick and args.gpu_quick:
+        raise SystemExit("--quick is the CPU smoke test, --gpu-quick the short CUDA run: pick one")
+    default = "cpu" if args.quick else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(args.device or default)
+    cuda = device.type == "cuda"
+    if args.quick and cuda:
+        raise SystemExit("--quick is the CPU smoke size; on CUDA use --gpu-quick")
+    if args.gpu_quick and not cuda:
+        raise SystemExit("--gpu-quick needs CUDA (no GPU visible)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        name, rargs = QUICK_RESTORER
+        d = dict(batch="2", size=32, diffusion="tiny", warmup=1, steps=2, parts="step",
+                 variants="official-fp32,ours-fp32,ours-fp32-cl", phases="default", budget=60.0)
+    elif cuda:
+        name, rargs = "unet", {}
+        d = dict(batch="8" if args.gpu_quick else "24,8", size=128, diffusion="default",
+                 warmup=2 if args.gpu_quick else 3, steps=5 if args.gpu_quick else 10, parts="step",
+                 variants="official-fp32,ours-fp32,ours-bf16,ours-bf16-cl", phases="default,cudnn.benchmark",
+                 budget=60.0 if args.gpu_quick else 120.0)
+    else:
+        name, rargs = DEMO_RESTORER
+        d = dict(batch="8,4", size=64, diffusion="tiny", warmup=1, steps=6, parts="step,zero",
+                 variants="official-fp32,ours-fp32,ours-fp32-cl", phases="default", budget=240.0)
+    args.restorer = args.restorer or name
+    args.restorer_args_dict = json.loads(args.restorer_args) if args.restorer_args else (
+        rargs if args.restorer == name else {})
+    args.batch = args.batch or d["batch"]
+    args.size = args.size or d["size"]
+    args.diffusion_preset = args.diffusion_preset or d["diffusion"]
+    args.warmup = d["warmup"] if args.warmup is None else args.warmup
+    args.steps = d["steps"] if args.steps is None else args.steps
+    args.parts = args.parts or d["parts"]
+    args.variants = args.variants or d["variants"]
+    args.phases = args.phases or d["phases"]
+    args.budget_s = d["budget"] if args.budget_s is None else args.budget_s
+    return device
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.zero_worker is not None:
+        return zero_worker(args)
+    device = resolve_defaults(args)
+
+    if args.phase_worker is not None:  # one phase in a fresh process; rows back as JSON
+        rows = run_phase(args, device, args.phase_worker, args.budget_s, lambda line: print(line, flush=True))
+        Path(args.phase_json).write_text(json.dumps(rows))
+        return 0
+
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if not parts <= {"step", "zero"}:
+        raise SystemExit(f"--parts takes step and/or zero, got {args.parts!r}")
+    csv_path = Path(args.csv)
+    check_csv(csv_path)
+    meta = dict(timestamp=_dt.datetime.now().isoformat(timespec="seconds"), git_sha=git_sha(),
+                device=device_name(device), threads=torch.get_num_threads() if device.type == "cpu" else "",
+                torch=torch.__version__, deepspeed=deepspeed_version())
+    out_lines: list[str] = []
+
+    def emit(line: str = "") -> None:
+        print(line, flush=True)
+        out_lines.append(line)
+
+    emit(f"# bench_step  {meta['timestamp']}  sha {meta['git_sha']}  {meta['device']}  torch {meta['torch']}  "
+         f"deepspeed {meta['deepspeed']}" + (f"  threads {meta['threads']}  OMP_WAIT_POLICY="
+                                             f"{os.environ.get('OMP_WAIT_POLICY')}" if device.type == "cpu" else ""))
+    n_rows = 0
+    if "step" in parts:
+        emit(f"## joint training step: restorer {args.restorer} {args.restorer_args_dict or args.restorer_preset}, "
+             f"diffusion {args.diffusion_preset}, {args.size}x{args.size}, B in {args.batch}, warmup {args.warmup}, "
+             f"{args.steps} timed steps per variant (interleaved), alpha {ALPHA}; img/s = B / median step time")
+        if device.type == "cuda":
+            emit(f"# cuda: cudnn.allow_tf32={torch.backends.cudnn.allow_tf32} (fp32 convs run as TF32), "
+                 f"matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}; bf16 = bf16 weights/inputs + fp32 "
+                 f"master Adam")
+        phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+        start = time.monotonic()
+        rows = []
+        for i, phase in enumerate(phases):
+            left = args.budget_s - (time.monotonic() - start)
+            share = max(left / (len(phases) - i), 1.0)
+            if i == 0:
+                rows += run_phase(args, device, phase, share, emit)
+            else:
+                rows += run_phase_subprocess(args, phase, share, emit)
+        rows = [dict(meta, part="step", **r) for r in rows]
+        emit()
+        step_table(rows, emit)
+        step_verdict(rows, device, emit)
+        append_csv(csv_path, rows)
+        n_rows += len(rows)
+    if "zero" in parts:
+        emit()
+        emit(f"## ZeRO model states per rank: {'paper' if args.paper else 'demo'}-sized objective, "
+             f"{args.zero_world} CPU ranks (gloo), client torch Adam, measured after the 2nd backward "
+             f"(MiB = 2^20 bytes; 'other' = comm buckets and buffers, outside the formula)")
+        zrows = run_zero(args, emit)
+        zero_table(zrows, emit)
+        if args.zero_show:
+            for r in zrows:
+                for cat, pth, n, dty in r.get("largest", []):
+                    emit(f"#   {r['precision']} z{r['zero_stage']} r{r['rank']}: {cat:<6} {n / 2**20:9.3f} MiB "
+                         f"{dty:<8} {pth[:110]}")
+        zero_verdict(zrows, emit)
+        rows = [dict(meta, part="zero", **{k: v for k, v in r.items() if k in CSV_FIELDS}) for r in zrows]
+        append_csv(csv_path, rows)
+        n_rows += len(rows)
+    emit(f"# appended {n_rows} rows to {csv_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

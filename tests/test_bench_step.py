@@ -1,0 +1,41 @@
+"""Smoke test of launch/bench_step.py: the joint-step benchmark at its --quick CPU size prints a table and appends
+CSV rows with positive images/s for both the batched objective and the official op sequence. (The ZeRO memory part
+starts 2 DeepSpeed ranks and takes ~40 s; it is not run here.)"""
+import csv
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs a POSIX subprocess")
+def test_bench_step_quick_writes_table_and_csv(tmp_path):
+    out_csv = tmp_path / "step.csv"
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # the --quick size is the CPU smoke size
+    proc = subprocess.run([sys.executable, str(REPO / "launch" / "bench_step.py"), "--quick", "--csv", str(out_csv)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+    table = {}
+    for line in proc.stdout.splitlines():  # "default  official fp32  2  32x32  2  ms ... img/s  1.00x  ok"
+        m = re.match(r"^default\s+((?:official|ours) fp32(?: \+cl)?)\s+2\s+32x32\s+\d+\s+[\d.]+\s+\[.*\]\s+([\d.]+)\s",
+                     line)
+        if m:
+            table[m.group(1)] = float(m.group(2))
+    assert {"official fp32", "ours fp32", "ours fp32 +cl"} <= set(table), proc.stdout
+    assert all(v > 0 for v in table.values()), table
+    assert re.search(r"target >= 1\.3x: (MET|NOT MET)", proc.stdout), proc.stdout
+
+    with out_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3
+    for r in rows:
+        assert r["part"] == "step" and r["status"] == "ok" and r["device"].startswith("cpu")
+        assert r["timestamp"] and r["git_sha"] and r["torch"] and r["deepspeed"]
+        assert float(r["img_s"]) > 0 and int(r["steps"]) > 0 and int(r["B"]) == 2
+    assert {r["impl"] for r in rows} == {"official", "ours"}
