@@ -104,6 +104,9 @@ class RunConfig:
     """Collective timeout: a dead rank makes the others fail within this time instead of hanging."""
     kernels: str = "auto"
     """Condition builder: auto (Triton on CUDA), triton, torch."""
+    zero_bucket_elements: int = 50_000_000
+    """ZeRO reduce/all-gather bucket size in elements. DeepSpeed's default (5e8) allocates GB-sized buffers,
+    far more than the ~71 M parameters of the paper's two networks need."""
 
 
 @dataclass
@@ -137,7 +140,28 @@ class TrainConfig:
             raise ConfigError(f"run.kernels must be auto, triton or torch, got {r.kernels!r}")
         if self.optim.lr <= 0:
             raise ConfigError(f"optim.lr must be > 0, got {self.optim.lr}")
+        self._validate_networks()
         return self
+
+    def _validate_networks(self) -> None:
+        """Resolve the network configs now, so a typo fails before any process group or data is set up."""
+        from .models.diffusion_unet import DiffusionUNetConfig
+        from .models.registry import make_config, restorer_config
+
+        m = self.model
+        try:
+            restorer_config(m.restorer, m.restorer_preset, **m.restorer_args)
+            if self.objective.mode != "baseline":
+                from .models.diffusion_unet import TINY
+
+                presets = {"default": {}, "tiny": TINY}
+                if m.diffusion_preset not in presets:
+                    raise ValueError(f"model.diffusion_preset must be one of {', '.join(presets)}, "
+                                     f"got {m.diffusion_preset!r}")
+                make_config(DiffusionUNetConfig, {**presets[m.diffusion_preset], **m.diffusion_args},
+                            "diffusion U-Net")
+        except ValueError as e:
+            raise ConfigError(f"model: {e}") from None
 
     def grad_accum(self, world_size: int) -> int:
         r = self.run
@@ -162,7 +186,7 @@ class TrainConfig:
 RESUMABLE_FIELDS = (
     "run.total_images", "run.log_every_images", "run.eval_every_images", "run.ckpt_every_images",
     "run.keep_checkpoints", "run.tensorboard", "run.sample_images", "run.run_dir", "run.dist_timeout_minutes",
-    "data.num_workers", "data.val", "data.val_limit", "data.shards", "run.kernels",
+    "data.num_workers", "data.val", "data.val_limit", "data.shards", "run.kernels", "run.zero_bucket_elements",
 )
 """Changing these does not change the optimisation, so a run directory may be resumed with new values."""
 
@@ -284,8 +308,15 @@ def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
-    if r.precision == "bf16":
-        ds["data_types"] = {"grad_accum_dtype": "fp32"}  # bf16 gradient accumulation loses updates
+    if r.zero_stage in (1, 2):
+        ds["zero_optimization"].update(reduce_bucket_size=r.zero_bucket_elements,
+                                       allgather_bucket_size=r.zero_bucket_elements)
+    elif r.zero_stage == 3:
+        ds["zero_optimization"].update(reduce_bucket_size=r.zero_bucket_elements,
+                                       stage3_prefetch_bucket_size=r.zero_bucket_elements)
+    if r.precision == "bf16" and r.zero_stage > 0:
+        # bf16 gradient accumulation loses small updates; DeepSpeed supports fp32 accumulation only with ZeRO >= 1
+        ds["data_types"] = {"grad_accum_dtype": "fp32"}
     if cfg.optim.grad_clip > 0:
         ds["gradient_clipping"] = cfg.optim.grad_clip
     return ds

@@ -1,6 +1,6 @@
 """Benchmark of one DAA training step and of DeepSpeed ZeRO model-state memory.
 
-    python launch/bench_step.py                      # CPU: both parts, demo sizes (~2-4 min on 2 cores)
+    python launch/bench_step.py                      # CPU: both parts, demo sizes (~1-2 min on 2 cores)
     python launch/bench_step.py --quick              # CPU: tiny step benchmark only (smoke test)
     python launch/bench_step.py --csv $OUT/step_gpu.csv            # CUDA: paper sizes, B=24 and B=8 (< 3 min)
     python launch/bench_step.py --gpu-quick --csv $OUT/step_gpu.csv  # CUDA: paper sizes, B=8 only (~1 min)
@@ -21,13 +21,17 @@ load from other jobs hits every variant alike; the median step time gives images
   non-benchmarked variants cannot share one process). Steps are bracketed by `torch.cuda.synchronize()`.
 
 Part 2, ZeRO model-state memory per rank: 2 ranks on CPU (gloo, `torch.distributed.run`, OMP_NUM_THREADS=1), ZeRO
-stages 0-3, fp32 and bf16, under `deepspeed.initialize` with a client `torch.optim.Adam`. After the backward of
-the second step every tensor reachable from the engine, the module's parameters and the optimizers is collected,
-de-duplicated by storage, and classified as params (the rank's copy: `p.ds_tensor` under ZeRO-3), grads, fp32
-master, Adam state (exp_avg, exp_avg_sq) or other (communication buckets, model buffers). Compared with the ZeRO
-paper's formulas for N ranks (Ψ parameters): fp32 params 4Ψ, grads 4Ψ, Adam 8Ψ, no master; bf16 params 2Ψ, grads 2Ψ,
-master + Adam 12Ψ; stage 1 divides the optimizer state (Adam + master) by N, stage 2 also the grads, stage 3 also
-the params.
+stages 0-3 under `deepspeed.initialize` with a client `torch.optim.Adam`, in fp32, bf16 (DeepSpeed's default bf16
+gradients) and bf16-fp32acc (+ grad_accum_dtype fp32, what daa.config emits for run.precision=bf16); demo-sized
+objective, `--paper` for the 71.2 M-parameter one. After the backward of the second step every tensor reachable
+from the engine, the module's parameters and the optimizers is collected, de-duplicated by storage, and classified
+as params (the rank's copy: `p.ds_tensor` under ZeRO-3), grads, fp32 master, Adam state (exp_avg, exp_avg_sq) or
+other (communication buckets, model buffers). Compared with the ZeRO paper's formulas for N ranks (Ψ parameters):
+fp32 params 4Ψ, grads 4Ψ, Adam 8Ψ, no master; bf16 params 2Ψ, grads 2Ψ (4Ψ with fp32 accumulation), master + Adam
+12Ψ; stage 1 divides the optimizer state (Adam + master) by N, stage 2 also the grads, stage 3 also the params.
+`mid-bwd` is everything held (all categories) when the restorer's first weight gets its gradient, near the end of
+backward, where ZeRO's reduce buckets are alive. On CPU these are allocated bytes; untouched pages of a bucket need
+not be resident.
 
 Rows are appended to a CSV (default docs/benchmarks/step.csv) with timestamp, git sha, device, torch and deepspeed
 versions.
@@ -61,11 +65,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+_T0 = time.monotonic()  # --max-wall-s counts from here (after the torch import)
+
 CSV_FIELDS = (
     "timestamp", "git_sha", "device", "threads", "torch", "deepspeed", "part",
     # part = step
     "phase", "impl", "variant", "dtype", "memory_format", "restorer", "restorer_params", "diffusion",
     "diffusion_params", "B", "H", "W", "steps", "ms_p50", "ms_p20", "ms_p80", "img_s", "x_vs_official", "status",
+    "step_gib",
     # part = zero
     "zero_stage", "precision", "world", "rank", "psi", "params_bytes", "grads_bytes", "master_bytes", "adam_bytes",
     "model_state_bytes", "formula_bytes", "measured_over_formula", "other_bytes", "mid_backward_bytes",
@@ -294,10 +301,16 @@ def bench_group(args, device, variants, batch_size, phase, deadline, log) -> lis
         for v in order:
             try:
                 _sync(device)
+                if device.type == "cuda":
+                    before = torch.cuda.memory_allocated(device)
+                    torch.cuda.reset_peak_memory_stats(device)
                 t0 = time.perf_counter()
                 runners[v].step()
                 _sync(device)
                 times[v].append(time.perf_counter() - t0)
+                if device.type == "cuda":  # what the step itself adds: activations, grads, temporaries
+                    extra = (torch.cuda.max_memory_allocated(device) - before) / 2**30
+                    results[v]["step_gib"] = round(max(results[v].get("step_gib", 0.0), extra), 2)
             except Exception as e:  # noqa: BLE001
                 fail(v, e)
     runners.clear()
@@ -322,8 +335,8 @@ def bench_group(args, device, variants, batch_size, phase, deadline, log) -> lis
     return [results[v] for v in variants]
 
 
-def run_phase(args, device, phase: str, budget_s: float, log) -> list[dict]:
-    """All batch sizes of one phase ('default' or 'cudnn.benchmark') in this process."""
+def run_phase(args, device, phase: str, budget_s: float, log, on_rows=None) -> list[dict]:
+    """All batch sizes of one phase ('default' or 'cudnn.benchmark') in this process; `on_rows(rows)` after each."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = phase == "cudnn.benchmark"
     variants = parse_variants(args.variants)
@@ -334,25 +347,34 @@ def run_phase(args, device, phase: str, budget_s: float, log) -> list[dict]:
         left = budget_s - (time.monotonic() - start)
         deadline = time.monotonic() + left / (len(sizes) - i)  # a fair share of what is left
         rows += bench_group(args, device, variants, b, phase, deadline, log)
+        if on_rows is not None:
+            on_rows(rows)
     return rows
 
 
-def run_phase_subprocess(args, phase: str, budget_s: float, log) -> list[dict]:
-    """Run one phase in a fresh process (cuDNN's per-process algorithm cache must start empty)."""
+def run_phase_subprocess(args, phase: str, budget_s: float, hard_s: float | None, log) -> list[dict]:
+    """Run one phase in a fresh process (cuDNN's per-process algorithm cache must start empty). The child writes its
+    rows after each batch size, so a child killed at `hard_s` still returns the sizes it finished."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rows.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), *args.argv, "--phase-worker", phase,
                "--phase-json", str(out), "--budget-s", str(max(budget_s, 1.0))]
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=budget_s + 90)
-        if proc.returncode != 0 or not out.exists():
-            log(f"# phase {phase} failed (rc={proc.returncode}):")
-            for line in (proc.stdout + proc.stderr).strip().splitlines()[-25:]:
-                log(f"#   {line}")
-            return []
-        for line in proc.stdout.splitlines():  # the child's per-variant notes (OOM, errors)
+        timeout = max(hard_s, 5.0) if hard_s is not None else budget_s + 300
+        try:
+            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+            rc, text = proc.returncode, proc.stdout + proc.stderr
+        except subprocess.TimeoutExpired as e:
+            rc = "killed at the --max-wall-s limit"
+            text = "".join(x.decode() if isinstance(x, bytes) else (x or "") for x in (e.stdout, e.stderr))
+        for line in text.splitlines():  # the child's per-variant notes (OOM, errors)
             if line.startswith("#   "):
                 log(line)
-        return json.loads(out.read_text())
+        rows = json.loads(out.read_text()) if out.exists() else []
+        if rc != 0:
+            log(f"# phase {phase}: rc={rc}; {len(rows)} rows came back; last lines:")
+            for line in text.strip().splitlines()[-15:]:
+                log(f"#   {line}")
+        return rows
 
 
 def step_table(rows: list[dict], emit) -> None:
@@ -363,7 +385,8 @@ def step_table(rows: list[dict], emit) -> None:
             emit(f"{r['phase']:<16} {r['variant']:<16} {r['B']:>3} {str(r['H']) + 'x' + str(r['W']):>8} "
                  f"{r['steps']:>5} {r['ms_p50']:>9.1f} {'[' + format(r['ms_p20'], '.1f') + ' - ':>11}"
                  f"{format(r['ms_p80'], '.1f') + ']':>8} {r['img_s']:>9.2f} "
-                 f"{(format(r['x_vs_official'], '.2f') + 'x') if r.get('x_vs_official') else '-':>10}  {r['status']}")
+                 f"{(format(r['x_vs_official'], '.2f') + 'x') if r.get('x_vs_official') else '-':>10}  {r['status']}"
+                 + (f"  (step adds {r['step_gib']:.1f} GiB)" if r.get("step_gib") else ""))
         else:
             emit(f"{r['phase']:<16} {r['variant']:<16} {r['B']:>3} {str(r['H']) + 'x' + str(r['W']):>8} "
                  f"{r['steps']:>5} {'-':>9} {'':>19} {'-':>9} {'-':>10}  {r['status']}")
@@ -719,7 +742,11 @@ def parse_args(argv=None):
     ap.add_argument("--steps", type=int, default=None, help="timed steps per variant")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: what the process has)")
     ap.add_argument("--budget-s", type=float, default=None,
-                    help="soft wall-clock budget of the timed loops (default CUDA 120 s, --gpu-quick 60 s)")
+                    help="soft wall-clock budget of the step part incl. warmup, split over phases and batch "
+                         "sizes (default CUDA 120 s, --gpu-quick 60 s); at least 2 timed rounds always run")
+    ap.add_argument("--max-wall-s", type=float, default=None,
+                    help="hard limit: a later phase's process is killed at this many seconds after start (its "
+                         "finished batch sizes are kept); default CUDA 165 s, --gpu-quick 110 s, CPU none")
     ap.add_argument("--paper", action="store_true", help="ZeRO part at paper sizes (71.2 M params)")
     ap.add_argument("--zero-stages", default="0,1,2,3")
     ap.add_argument("--zero-precisions", default="fp32,bf16,bf16-fp32acc",
@@ -761,7 +788,7 @@ def resolve_defaults(args) -> torch.device:
         d = dict(batch="8" if args.gpu_quick else "24,8", size=128, diffusion="default",
                  warmup=2 if args.gpu_quick else 3, steps=5 if args.gpu_quick else 10, parts="step",
                  variants="official-fp32,ours-fp32,ours-bf16,ours-bf16-cl", phases="default,cudnn.benchmark",
-                 budget=60.0 if args.gpu_quick else 120.0)
+                 budget=60.0 if args.gpu_quick else 120.0, max_wall=110.0 if args.gpu_quick else 165.0)
     else:
         name, rargs = DEMO_RESTORER
         d = dict(batch="8,4", size=64, diffusion="tiny", warmup=1, steps=6, parts="step,zero",
@@ -778,6 +805,7 @@ def resolve_defaults(args) -> torch.device:
     args.variants = args.variants or d["variants"]
     args.phases = args.phases or d["phases"]
     args.budget_s = d["budget"] if args.budget_s is None else args.budget_s
+    args.max_wall_s = d.get("max_wall") if args.max_wall_s is None else (args.max_wall_s or None)
     return device
 
 
@@ -788,8 +816,12 @@ def main(argv=None) -> int:
     device = resolve_defaults(args)
 
     if args.phase_worker is not None:  # one phase in a fresh process; rows back as JSON
-        rows = run_phase(args, device, args.phase_worker, args.budget_s, lambda line: print(line, flush=True))
-        Path(args.phase_json).write_text(json.dumps(rows))
+        def save(rows):
+            tmp = Path(args.phase_json + ".tmp")
+            tmp.write_text(json.dumps(rows))
+            tmp.replace(args.phase_json)
+
+        run_phase(args, device, args.phase_worker, args.budget_s, lambda line: print(line, flush=True), save)
         return 0
 
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
@@ -800,11 +832,8 @@ def main(argv=None) -> int:
     meta = dict(timestamp=_dt.datetime.now().isoformat(timespec="seconds"), git_sha=git_sha(),
                 device=device_name(device), threads=torch.get_num_threads() if device.type == "cpu" else "",
                 torch=torch.__version__, deepspeed=deepspeed_version())
-    out_lines: list[str] = []
-
     def emit(line: str = "") -> None:
         print(line, flush=True)
-        out_lines.append(line)
 
     emit(f"# bench_step  {meta['timestamp']}  sha {meta['git_sha']}  {meta['device']}  torch {meta['torch']}  "
          f"deepspeed {meta['deepspeed']}" + (f"  threads {meta['threads']}  OMP_WAIT_POLICY="
@@ -827,7 +856,8 @@ def main(argv=None) -> int:
             if i == 0:
                 rows += run_phase(args, device, phase, share, emit)
             else:
-                rows += run_phase_subprocess(args, phase, share, emit)
+                hard = args.max_wall_s - (time.monotonic() - _T0) if args.max_wall_s else None
+                rows += run_phase_subprocess(args, phase, share, hard, emit)
         rows = [dict(meta, part="step", **r) for r in rows]
         emit()
         step_table(rows, emit)

@@ -52,8 +52,11 @@ class Trainer:
         self.cfg = cfg
         self.dist: DistInfo = init_distributed(cfg.run.dist_timeout_minutes)
         self.run_dir = Path(cfg.run.run_dir)
-        self.log = RunLogger(self.run_dir, self.dist.is_main, cfg.run.tensorboard)
+        # data first: a wrong path fails before anything is written into the run directory
+        self.stream = stream if stream is not None else self._build_stream()
+        self.valset = valset if valset is not None else self._load_valset()
         self._check_run_dir()
+        self.log = RunLogger(self.run_dir, self.dist.is_main, cfg.run.tensorboard)
         if cfg.run.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             # ...but do not NaN-fill every torch.empty: DeepSpeed allocates GB-sized gradient buckets with it
@@ -73,8 +76,6 @@ class Trainer:
         self.micro_step = 0
         self.skipped_steps = 0
         self.ckpt = CheckpointDir(self.run_dir)
-        self.stream = stream if stream is not None else self._build_stream()
-        self.valset = valset if valset is not None else self._load_valset()
         self.history: list[dict[str, Any]] = []
         self._resume()
 
@@ -128,6 +129,9 @@ class Trainer:
 
         if not d.shards:
             raise ConfigError("data.shards is empty: point it at a directory written by `python -m data_shards.write`")
+        if not (Path(d.shards) / "manifest.json").is_file():
+            raise ConfigError(f"data.shards={d.shards} has no manifest.json: write shards with "
+                              f"`python -m data_shards.write` (or use data.shards=synthetic)")
         scfg = StreamConfig(shards=d.shards, patch_size=d.patch_size, batch_size=self.cfg.run.micro_batch,
                             seed=self.cfg.run.seed, num_workers=d.num_workers, task=d.task,
                             awgn_sigma=tuple(d.awgn_sigma), with_ref=self.cfg.objective.mode == "daa_ref")
@@ -138,6 +142,9 @@ class Trainer:
             return None
         from data_shards.valset import load_valset
 
+        if not Path(self.cfg.data.val).is_dir():
+            raise ConfigError(f"data.val={self.cfg.data.val} is not a directory: write it with "
+                              f"`python -m data_shards.valset`, or set data.val= to train without evaluation")
         x, y = load_valset(self.cfg.data.val)
         if self.cfg.data.val_limit:
             x, y = x[: self.cfg.data.val_limit], y[: self.cfg.data.val_limit]

@@ -1,0 +1,57 @@
+"""launch/train.py as users call it: --dry-run, one-line errors for bad configs, nothing written on error."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, str(ROOT / "launch" / "train.py"), *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+def test_dry_run_prints_config_and_deepspeed_json():
+    p = run("--config", "denoise", "--dry-run", "--world-size", "8")
+    assert p.returncode == 0, p.stderr
+    ds = json.loads(p.stdout.split("# DeepSpeed config (world size 8)")[1])
+    assert ds["train_batch_size"] == 192 and ds["train_micro_batch_size_per_gpu"] == 24
+    assert ds["gradient_accumulation_steps"] == 1 and ds["bf16"]["enabled"]
+    assert ds["data_types"]["grad_accum_dtype"] == "fp32"
+    assert "lr: 0.0001" in p.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "run.foo=1"], "unknown config key 'run.foo'; valid keys in run:"),
+    (["--set", "objective.mode=ours"], "objective mode must be one of baseline, daa, daa_ref"),
+    (["--set", "run.micro_batch=five"], "run.micro_batch must be an integer"),
+    (["--set", "run.precision=fp8"], "run.precision must be one of fp32, bf16, fp16"),
+    (["--set", "model.restorer=unet3"], "unknown restorer 'unet3'"),
+    (["--set", "model.restorer_args={wff: 3}"], "no option 'wff'"),
+    (["--config", "nope"], "config 'nope' not found"),
+    (["--set", "run.global_batch=10", "--dry-run", "--world-size", "3"], "not a multiple of micro_batch"),
+    (["--set", "data.shards=/does/not/exist"], "/does/not/exist"),
+    (["--set", "run"], "must look like section.key=value"),
+])
+def test_bad_input_is_one_line_error(tmp_path, args, message):
+    run_dir = tmp_path / "run"
+    p = run("--config", "demo", "--set", f"run.run_dir={run_dir}", "--set", "data.val=", *args)
+    assert p.returncode == 2, (p.stdout[-2000:], p.stderr[-2000:])
+    err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and message in err[0], p.stderr[-2000:]
+    assert "Traceback" not in p.stderr
+    assert not run_dir.exists()  # nothing written on a bad config
+
+
+def test_bf16_single_process_run(tmp_path):
+    p = run("--config", "demo", "--set", f"run.run_dir={tmp_path}", "--set", "data.shards=synthetic",
+            "--set", "data.val=", "--set", "data.patch_size=16", "--set", "run.precision=bf16",
+            "--set", "model.restorer_args={depth: 2, wf: 8}", "--set", "run.total_images=32",
+            "--set", "run.log_every_images=16", "--set", "run.global_batch=8", "--set", "run.micro_batch=8")
+    assert p.returncode == 0, p.stderr[-3000:]
+    stats = [json.loads(x) for x in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert all(s["loss"] == s["loss"] for s in stats) and stats[-1]["images_seen"] == 32
+    assert (tmp_path / "tensorboard").is_dir() and list((tmp_path / "tensorboard").iterdir())
