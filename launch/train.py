@@ -3,7 +3,7 @@
     python launch/train.py --config demo                          # one process (CPU or one GPU)
     deepspeed --num_gpus 8 launch/train.py --config denoise       # OMP_NUM_THREADS=1 on CPU
     torchrun --nproc_per_node 2 launch/train.py --config demo
-    accelerate launch --num_processes 2 launch/train.py --config demo
+    accelerate launch --multi_gpu --num_processes 2 launch/train.py --config demo   # also on CPU
     python launch/train.py --config denoise --set run.micro_batch=16 --set data.shards=/data/dfwb --dry-run
 
 A rerun of the same command in the same run directory resumes from the last complete checkpoint.
@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", message=r".*(all_gather_into_tensor|reduce_scatter_tensor).*")
     from daa.config import ConfigError, deepspeed_config, dump_yaml, load_config
 
+    cfg = None
     try:
         cfg = load_config(args.config, args.overrides)
         if args.dry_run:
@@ -55,7 +56,38 @@ def main(argv=None) -> int:
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - known failure modes become one line; anything else keeps its traceback
+        msg = _known_failure(e, cfg)
+        if msg is None:
+            raise
+        print(f"error: {msg}", file=sys.stderr)
+        return 3
     return 0
+
+
+def _known_failure(e: BaseException, cfg) -> str | None:
+    """One line for the failures a user must act on (issue #7): unusable shards, a checkpoint that could not be
+    written, a collective that failed because another rank died or hung. None for anything else."""
+    from daa.training.trainer import CheckpointWriteError
+    from data_shards.stream import DataError
+
+    if isinstance(e, CheckpointWriteError):
+        return str(e)
+    text = str(e)
+    if isinstance(e, DataError):  # re-raised by a DataLoader worker with the worker's traceback inside
+        last = [x for x in text.strip().splitlines() if x.strip()][-1]
+        return last.split("DataError: ", 1)[-1]
+    import torch.distributed as dist
+
+    dist_error = getattr(dist, "DistError", ())
+    if isinstance(e, dist_error) or (isinstance(e, RuntimeError) and any(
+            k in text for k in ("gloo", "Gloo", "NCCL", "Connection closed by peer", "Connection reset", "timed out"))):
+        rank = os.environ.get("RANK", "0")
+        first = next((x.strip() for x in text.splitlines() if x.strip()), type(e).__name__)
+        return (f"rank {rank}: a collective operation failed — another rank died or did not answer within "
+                f"run.dist_timeout_minutes={cfg.run.dist_timeout_minutes:g} ({type(e).__name__}: {first[:200]}); "
+                "rerun the same command to resume from the last complete checkpoint")
+    return None
 
 
 if __name__ == "__main__":

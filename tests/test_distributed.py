@@ -28,6 +28,10 @@ def launch(run_dir, *overrides, launcher="torchrun", timeout=300):
     if launcher == "torchrun":
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                "--master_port", str(_port()), *script]
+    elif launcher == "accelerate":  # `--multi_gpu` is accelerate's name for "N processes + torch.distributed"
+        cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(_port()), *script]
     else:  # the deepspeed launcher, as users run it
         cmd = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", str(_port()),
                *script]
@@ -57,3 +61,9 @@ def test_two_rank_restart_resumes_exactly(tmp_path):
     key = lambda s: [(r["images_seen"], r["loss"]) for r in s if "loss" in r]  # noqa: E731
     assert key(resumed) == key(full)
     assert "resumed from step" in (tmp_path / "cut" / "log.txt").read_text()
+
+
+def test_accelerate_launch_forms_one_two_rank_group(tmp_path):
+    stats = launch(tmp_path / "run", "run.total_images=64", "run.log_every_images=32", launcher="accelerate")
+    assert stats[-1]["images_seen"] == 64
+    assert "world=2 " in (tmp_path / "run" / "log.txt").read_text()
