@@ -167,10 +167,12 @@ class Variant:
     impl: str  # "ours" | "official"
     dtype: str  # "fp32" | "bf16"
     channels_last: bool = False
+    compiled: bool = False  # torch.compile of both networks (the condition op stays the fused Triton kernel)
 
     @property
     def name(self) -> str:
-        return f"{self.impl} {self.dtype}" + (" +cl" if self.channels_last else "")
+        suffix = (" +cl" if self.channels_last else "") + (" +comp" if self.compiled else "")
+        return f"{self.impl} {self.dtype}{suffix}"
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -178,16 +180,18 @@ class Variant:
 
 
 def parse_variants(spec: str) -> list[Variant]:
-    """'official-fp32,ours-fp32,ours-fp32-cl,ours-bf16,ours-bf16-cl'."""
+    """'official-fp32,ours-fp32,ours-fp32-cl,ours-bf16,ours-bf16-cl,ours-bf16-compile'."""
     out = []
     for item in spec.split(","):
         parts = item.strip().split("-")
-        if len(parts) not in (2, 3) or parts[0] not in ("ours", "official") or parts[1] not in ("fp32", "bf16") \
-                or (len(parts) == 3 and parts[2] != "cl"):
-            raise SystemExit(f"bad variant {item!r}: use impl-dtype[-cl], impl in ours/official, dtype fp32/bf16")
-        if parts[0] == "official" and (parts[1] != "fp32" or len(parts) == 3):
+        flags = set(parts[2:])
+        if len(parts) < 2 or parts[0] not in ("ours", "official") or parts[1] not in ("fp32", "bf16") \
+                or not flags <= {"cl", "compile"} or len(flags) != len(parts) - 2:
+            raise SystemExit(f"bad variant {item!r}: use impl-dtype[-cl][-compile], impl in ours/official, "
+                             f"dtype fp32/bf16")
+        if parts[0] == "official" and (parts[1] != "fp32" or flags):
             raise SystemExit("the official step is benchmarked as the official code runs it: official-fp32 only")
-        out.append(Variant(parts[0], parts[1], len(parts) == 3))
+        out.append(Variant(parts[0], parts[1], "cl" in flags, "compile" in flags))
     return out
 
 
@@ -203,6 +207,9 @@ class StepRunner:
         r, d = copy.deepcopy(restorer), copy.deepcopy(denoiser)
         self.obj = DAAObjective(r, d, ObjectiveConfig(mode="daa")).to(device=device, dtype=dt, memory_format=fmt)
         self.obj.train()
+        if v.compiled:  # compiled lazily at the first (warm-up) step; parameters stay the same tensors
+            self.obj.restorer = torch.compile(self.obj.restorer)
+            self.obj.denoiser = torch.compile(self.obj.denoiser)
         self.batch = {k: t.to(device=device, dtype=dt).contiguous(memory_format=fmt) for k, t in batch.items()}
         noise = draws.noise.to(device=device, dtype=dt).contiguous(memory_format=fmt)
         gammas = draws.gammas.to(device)  # fp32, as the official gamma tensor
