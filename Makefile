@@ -12,7 +12,7 @@ TRITON ?= triton==3.7.1
 SYSTEM_SITE ?= 0
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.torch_ext
 
-.PHONY: install test test-slurm lint bench bench-step data demo demo-quick clean-venv
+.PHONY: install test test-faults test-slurm lint bench bench-step data demo demo-quick clean-venv
 
 $(VENV)/.installed: setup.py pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(if $(filter 1,$(SYSTEM_SITE)),--system-site-packages) $(VENV)
@@ -50,6 +50,10 @@ demo: install
 
 demo-quick: install
 	$(PY) launch/demo.py --quick --out runs/demo-quick
+
+# the reliability suite: preemption (SIGKILL/SIGTERM), a dying rank, corrupt data, NaNs, bad input (≤ 10 min)
+test-faults: install
+	$(PY) launch/faults.py --report runs/faults.md
 
 # a real 2-node Slurm cluster on this machine: submits launch/slurm/train.sbatch for a few CPU steps
 test-slurm: install

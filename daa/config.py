@@ -150,7 +150,12 @@ class TrainConfig:
 
         m = self.model
         try:
-            restorer_config(m.restorer, m.restorer_preset, **m.restorer_args)
+            rc = restorer_config(m.restorer, m.restorer_preset, **m.restorer_args)
+            # the data pipeline yields RGB and the objective adds R(x) to x: 3 channels in and out (issue #7)
+            for side in ("in_channels", "out_channels"):
+                if getattr(rc, side, 3) != 3:
+                    raise ValueError(f"restorer_args.{side}={getattr(rc, side)}: training data is RGB, the restorer "
+                                     "must take and return 3 channels")
             if self.objective.mode != "baseline":
                 from .models.diffusion_unet import TINY
 

@@ -43,6 +43,9 @@ def main(argv=None) -> int:
     p.add_argument("--gt", required=True, help="folder of ground-truth images (matched by file stem)")
     p.add_argument("--csv", help="append per-image rows and the mean to this CSV")
     a = p.parse_args(argv)
+    if a.csv and not Path(a.csv).resolve().parent.is_dir():  # fail before scoring, not after (issue #7)
+        print(f"error: --csv {a.csv}: folder {Path(a.csv).parent} does not exist", file=sys.stderr)
+        return 2
     try:
         rows = evaluate_folders(a.pred, a.gt)
     except (FileNotFoundError, ValueError, ImageError) as e:
@@ -54,7 +57,12 @@ def main(argv=None) -> int:
         print(f"{r['image'][:32]:<32} {r['psnr']:8.3f} {r['ssim']:7.4f} {r['psnr_y']:8.3f} {r['ssim_y']:7.4f}")
     if a.csv:
         new = not Path(a.csv).exists()
-        with open(a.csv, "a", newline="") as f:
+        try:
+            f = open(a.csv, "a", newline="")
+        except OSError as e:  # e.g. a read-only file: one line (the scores are already on stdout)
+            print(f"error: cannot write --csv {a.csv}: {e.strerror}", file=sys.stderr)
+            return 2
+        with f:
             w = csv.DictWriter(f, fieldnames=["pred", "gt", "image", *METRICS])
             if new:
                 w.writeheader()

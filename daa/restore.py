@@ -73,7 +73,11 @@ def main(argv=None) -> int:
     try:
         if a.tile < 16 or a.overlap < 0 or 2 * a.overlap >= a.tile:
             raise ValueError(f"need --tile >= 16 and 0 <= --overlap < tile/2, got {a.tile}, {a.overlap}")
-        net, meta = load_restorer(a.weights, a.device)
+        try:
+            net, meta = load_restorer(a.weights, a.device)
+        except RuntimeError as e:  # same keys, other shapes (another width/depth): load_state_dict's RuntimeError
+            raise ValueError(f"{a.weights}: weights do not match the restorer its metadata names "
+                             f"({str(e).strip().splitlines()[-1].strip()[:160]})") from None
         lo, hi = meta["value_range"]
         files = list_images(a.input)
         out_dir = Path(a.output)

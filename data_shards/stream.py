@@ -30,7 +30,8 @@ Design (why each piece is there):
   Cursors count raw samples, so skipped corrupt samples cannot shift a resumed run.
 - **Robust.** A corrupt/undecodable member, a sample missing a member, syn/gt size mismatch, a missing or truncated
   tar are warned about, skipped and counted in `stream.stats` (a Counter); never a crash. A reader that finds no
-  readable sample in a whole epoch raises instead of spinning forever.
+  readable sample in a whole epoch, or that skips as many corrupt samples in a row as the stream holds (nothing in
+  it decodes), raises `DataError` instead of spinning forever.
 - **Crops.** syn and gt share one random P×P crop and one of the 8 dihedral transforms; real and ref get independent
   ones. Offsets are uniform over *all* valid positions (fixes quirk 14). Images with a side < P are bilinearly
   upscaled (aspect kept) until the short side is P, then cropped — the official code resizes to P×P, which distorts
@@ -447,6 +448,10 @@ class _ShardReader:
 # Sample processing: decode, crop, dihedral transform
 # ----------------------------------------------------------------------------------------------------------------------
 
+class DataError(RuntimeError):
+    """The shards cannot yield a batch (every sample corrupt, nothing readable): one line naming the stream."""
+
+
 class _BadSample(Exception):
     def __init__(self, kind: str, msg: str):
         super().__init__(msg)
@@ -541,8 +546,11 @@ class _WorkerStream(torch.utils.data.IterableDataset):
         stats: Counter = Counter()
         have = self.man["streams"]
         readers, iters, cursors = {}, {}, {}
+        limit = {}
         for name, (src, _) in self._streams().items():
             shard_stream = src if src in have else "syn"  # ref falls back to the syn shards' gt
+            # this many corrupt samples in a row = at least one whole epoch of this reader with nothing decodable
+            limit[name] = max(1, sum(int(s["count"]) for s in have[shard_stream]["shards"]))
             readers[name] = _ShardReader(cfg.shards, have[shard_stream], shard_stream, cfg.seed, g, G,
                                          cfg.shuffle_buffer, stats, code=_STREAM_CODE[name])
             cursors[name] = tuple(plan.cursors.get(name, (0, 0)))
@@ -557,6 +565,7 @@ class _WorkerStream(torch.utils.data.IterableDataset):
                 rng = np.random.default_rng([cfg.seed, _STREAM_CODE[name], self.rank, self.world, W, plan.worker, k])
                 crops: list[list[np.ndarray]] = []
                 keys[name] = []
+                bad_run = 0
                 while len(crops) < B:
                     epoch, pos, s = next(iters[name])
                     cursors[name] = (epoch, pos)
@@ -566,8 +575,13 @@ class _WorkerStream(torch.utils.data.IterableDataset):
                             raise _BadSample("incomplete_samples", f"missing member(s) {missing}")
                         crops.append(_crops([s[m] for m in members], p, rng, cfg.augment))
                         keys[name].append(s["__key__"])
+                        bad_run = 0
                     except _BadSample as e:
                         stats[e.kind] += 1
+                        bad_run += 1
+                        if bad_run >= limit[name]:  # 100 % corrupt: stop instead of spinning (issue #7)
+                            raise DataError(f"data_shards: {name} stream in {cfg.shards}: {bad_run} samples in a "
+                                            f"row could not be used (last: {e}); the shards look corrupt") from None
                         warnings.warn(f"data_shards: {name} sample {s.get('__key__')} in "
                                       f"{os.path.basename(str(s.get('__url__')))}: {e} (skipped)", RuntimeWarning,
                                       stacklevel=2)
@@ -678,5 +692,5 @@ def make_loader(cfg: StreamConfig, rank: int = 0, world_size: int = 1) -> TrainS
     return TrainStream(cfg, rank, world_size)
 
 
-__all__ = ["StreamConfig", "TrainStream", "make_loader", "load_manifest", "decode_crop", "decode_image", "encode_png",
-           "image_size", "to_float"]
+__all__ = ["DataError", "StreamConfig", "TrainStream", "make_loader", "load_manifest", "decode_crop", "decode_image",
+           "encode_png", "image_size", "to_float"]

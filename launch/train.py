@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", message=r".*(all_gather_into_tensor|reduce_scatter_tensor).*")
     from daa.config import ConfigError, deepspeed_config, dump_yaml, load_config
 
-    cfg = None
+    cfg = trainer = None
     try:
         cfg = load_config(args.config, args.overrides)
         if args.dry_run:
@@ -53,11 +54,18 @@ def main(argv=None) -> int:
             trainer.fit()
         finally:
             trainer.close()
+        # tear the process group down before the interpreter exits: left to interpreter shutdown, gloo's threads
+        # sometimes abort the process ("terminate called without an active exception", exit -6) after a run that
+        # finished and checkpointed, and the launcher (torchrun, srun) then reports the job as failed (issue #7)
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - known failure modes become one line; anything else keeps its traceback
-        msg = _known_failure(e, cfg)
+        msg = _known_failure(e, cfg, in_fit=trainer is not None)
         if msg is None:
             raise
         print(f"error: {msg}", file=sys.stderr)
@@ -65,9 +73,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def _known_failure(e: BaseException, cfg) -> str | None:
+def _known_failure(e: BaseException, cfg, in_fit: bool) -> str | None:
     """One line for the failures a user must act on (issue #7): unusable shards, a checkpoint that could not be
-    written, a collective that failed because another rank died or hung. None for anything else."""
+    written, a collective that failed during training because another rank died or hung. None for anything else
+    (set-up failures such as a busy port keep their traceback)."""
     from daa.training.trainer import CheckpointWriteError
     from data_shards.stream import DataError
 
@@ -77,6 +86,8 @@ def _known_failure(e: BaseException, cfg) -> str | None:
     if isinstance(e, DataError):  # re-raised by a DataLoader worker with the worker's traceback inside
         last = [x for x in text.strip().splitlines() if x.strip()][-1]
         return last.split("DataError: ", 1)[-1]
+    if not in_fit:
+        return None
     import torch.distributed as dist
 
     dist_error = getattr(dist, "DistError", ())
@@ -84,6 +95,7 @@ def _known_failure(e: BaseException, cfg) -> str | None:
             k in text for k in ("gloo", "Gloo", "NCCL", "Connection closed by peer", "Connection reset", "timed out"))):
         rank = os.environ.get("RANK", "0")
         first = next((x.strip() for x in text.splitlines() if x.strip()), type(e).__name__)
+        first = re.sub(r"^\[[^\]]*\]\s*", "", first)  # gloo's "[/path/to/pair.cc:534] " source location
         return (f"rank {rank}: a collective operation failed — another rank died or did not answer within "
                 f"run.dist_timeout_minutes={cfg.run.dist_timeout_minutes:g} ({type(e).__name__}: {first[:200]}); "
                 "rerun the same command to resume from the last complete checkpoint")

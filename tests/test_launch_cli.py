@@ -1,5 +1,6 @@
 """launch/train.py as users call it: --dry-run, one-line errors for bad configs, nothing written on error."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args, cwd=ROOT):
+    # a fresh single-process group: never inherit the rendezvous of an in-process Trainer test
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     return subprocess.run([sys.executable, str(ROOT / "launch" / "train.py"), *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+                          cwd=cwd, timeout=120, env=env)
 
 
 def test_dry_run_prints_config_and_deepspeed_json():

@@ -32,18 +32,23 @@ class CheckpointDir:
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and (p / MARKER).is_file())
 
-    def latest(self) -> str | None:
+    def latest(self, warn: bool = True) -> str | None:
         """The newest complete tag; warns about newer directories that were never completed."""
         tags = self.complete_tags()
         newest = tags[-1] if tags else None
-        if self.root.is_dir():
-            broken = sorted(p.name for p in self.root.iterdir()
-                            if p.is_dir() and p.name.startswith("step") and not (p / MARKER).is_file()
-                            and (newest is None or p.name > newest))
-            for b in broken:
+        if warn:
+            for b in self.incomplete_newer(newest):
                 warnings.warn(f"checkpoint {self.root / b} is incomplete (no {MARKER} marker); skipping it",
                               stacklevel=2)
         return newest
+
+    def incomplete_newer(self, newest: str | None) -> list[str]:
+        """Checkpoint directories newer than `newest` that never got their marker (cut off while being written)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and p.name.startswith("step") and not (p / MARKER).is_file()
+                      and (newest is None or p.name > newest))
 
     def write_rank_state(self, tag: str, rank: int, state: dict[str, Any]) -> None:
         path = self.root / tag / f"trainer_rank{rank}.pt"
@@ -55,8 +60,17 @@ class CheckpointDir:
         path = self.root / tag / f"trainer_rank{rank}.pt"
         return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
 
-    def mark_complete(self, tag: str) -> None:
-        (self.root / tag / MARKER).write_text("ok\n")
+    def mark_complete(self, tag: str, config_hash: str = "") -> None:
+        """The marker holds the writer's config hash, so a run dir can refuse foreign checkpoints before loading
+        them. Written to a temp name and renamed: a marker is either absent or whole."""
+        tmp = self.root / tag / (MARKER + ".tmp")
+        tmp.write_text(f"{config_hash or 'ok'}\n")
+        os.replace(tmp, self.root / tag / MARKER)
+
+    def config_hash(self, tag: str) -> str | None:
+        """The config hash recorded in `tag`'s marker (None for markers written before it was recorded)."""
+        text = (self.root / tag / MARKER).read_text().strip()
+        return None if text in ("", "ok") else text
 
     def prune(self, keep: int) -> list[str]:
         """Delete all but the newest `keep` complete checkpoints (and incomplete ones older than the newest)."""

@@ -27,6 +27,13 @@ from .evaluation import evaluate, save_grid, to_range
 from .logger import RunLogger
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DATA_SKIP_SAMPLES = ("corrupt_samples", "incomplete_samples", "size_mismatch")
+"""data_shards.stream counters of samples skipped one by one."""
+DATA_SKIP_KINDS = DATA_SKIP_SAMPLES + ("truncated_shards", "short_shards", "missing_shards")
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, quota, I/O error); the previous complete one is intact."""
 
 
 def step_seed(seed: int, rank: int, micro_step: int) -> int:
@@ -50,8 +57,14 @@ class Trainer:
         """`stream` (an iterator of batch dicts with state_dict/load_state_dict) and `valset` ((degraded, clean)
         tensors in [0,1]) default to the shard stream and validation split named in cfg.data."""
         self.cfg = cfg
+        # the hash of the config as given (build_objective later copies run.kernels into the objective config);
+        # checkpoint markers record it so that _check_run_dir can compare before anything is loaded or written
+        self.config_hash = cfg.hash()
         self.dist: DistInfo = init_distributed(cfg.run.dist_timeout_minutes)
         self.run_dir = Path(cfg.run.run_dir)
+        # batch arithmetic against the real world size, before anything is written into the run directory
+        self.accum = cfg.grad_accum(self.dist.world_size)
+        self.ds_config = deepspeed_config(cfg, self.dist.world_size)
         # data first: a wrong path fails before anything is written into the run directory
         self.stream = stream if stream is not None else self._build_stream()
         self.valset = valset if valset is not None else self._load_valset()
@@ -66,8 +79,6 @@ class Trainer:
         self.objective = build_objective(cfg)
         self.value_range = cfg.data.range()
         self.dtype = DTYPES[cfg.run.precision]
-        self.accum = cfg.grad_accum(self.dist.world_size)
-        self.ds_config = deepspeed_config(cfg, self.dist.world_size)
         # the EMA copy is taken before DeepSpeed wraps the model: under ZeRO-3 the params are partitioned after
         self.ema = EMA(self.objective.restorer, cfg.run.ema_half_life_images).to(self.dist.device)
         self.engine = self._build_engine()
@@ -90,6 +101,13 @@ class Trainer:
                 diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in _resumable()]
                 raise ConfigError(f"run dir {self.run_dir} holds a run with a different config "
                                   f"(differs in {', '.join(diff[:5]) or 'hash'}); use another run.run_dir")
+        # checkpoints copied in from another run are refused here, before config.yaml is written (issue #7)
+        ckpt = CheckpointDir(self.run_dir)
+        tag = ckpt.latest(warn=False)
+        saved = ckpt.config_hash(tag) if tag else None
+        if saved is not None and saved != self.config_hash:
+            raise ConfigError(f"checkpoint {ckpt.root / tag} was written by a different config (hash {saved}, "
+                              f"this config {self.config_hash}); use another run.run_dir")
         barrier()
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -153,6 +171,8 @@ class Trainer:
     # ---- checkpoints ----------------------------------------------------------------------------------------------
     def _resume(self) -> None:
         tag = self.ckpt.latest()
+        for b in self.ckpt.incomplete_newer(tag):  # also in log.txt: warnings may be filtered (PYTHONWARNINGS)
+            self.log.info(f"checkpoint {b} is incomplete (no COMPLETE marker, cut off while being written): skipped")
         if tag is None:
             return
         _, client = self.engine.load_checkpoint(str(self.ckpt.root), tag=tag, load_module_strict=True)
@@ -177,13 +197,20 @@ class Trainer:
         client = {"images_seen": self.images_seen, "micro_step": self.micro_step, "config_hash": self.cfg.hash(),
                   "ema": self.ema.module.state_dict(), "skipped_steps": self.skipped_steps,
                   "history": self.history}
-        self.engine.save_checkpoint(str(self.ckpt.root), tag=tag, client_state=client)  # every rank: ZeRO shards
-        stream_state = self.stream.state_dict() if hasattr(self.stream, "state_dict") else None
-        self.ckpt.write_rank_state(tag, self.dist.rank, {"stream": stream_state, "rng": rng_state()})
+        try:
+            self.engine.save_checkpoint(str(self.ckpt.root), tag=tag, client_state=client)  # every rank: ZeRO shards
+            stream_state = self.stream.state_dict() if hasattr(self.stream, "state_dict") else None
+            self.ckpt.write_rank_state(tag, self.dist.rank, {"stream": stream_state, "rng": rng_state()})
+        except (OSError, RuntimeError) as e:  # ENOSPC/EFBIG/EIO: torch's zip writer raises RuntimeError
+            # the directory never gets its COMPLETE marker, so a rerun skips it and resumes from the previous one
+            prev = self.ckpt.latest(warn=False)
+            raise CheckpointWriteError(f"rank {self.dist.rank}: writing checkpoint {self.ckpt.root / tag} failed "
+                                       f"({_first_line(e)}); the last complete checkpoint "
+                                       f"{prev or '(none)'} and the exports are untouched") from e
         barrier()
         self.export()
         if self.dist.is_main:
-            self.ckpt.mark_complete(tag)
+            self.ckpt.mark_complete(tag, self.config_hash)
             self.ckpt.prune(self.cfg.run.keep_checkpoints)
         barrier()
         return tag
@@ -223,6 +250,17 @@ class Trainer:
         n_ok = 0
         for _ in range(self.accum):
             batch = self._to_device(next(batches))
+            # a non-finite input on any rank skips the micro-batch on all ranks *before* the forward: a forward pass
+            # in train mode would already write NaN into BatchNorm running statistics (and from there into the EMA,
+            # which copies buffers), even though the loss check below would skip the optimizer step (issue #7)
+            bad_input = not bool(torch.stack([torch.isfinite(v).all() for v in batch.values()]).all())  # one sync
+            if any_rank(bad_input, self.dist.device):
+                self.micro_step += 1
+                self.images_seen += self.cfg.run.micro_batch * self.dist.world_size
+                self.skipped_steps += 1
+                self.log.info(f"non-finite input batch at {self.images_seen:,} images: micro-step skipped "
+                              f"({self.skipped_steps} so far)")
+                continue
             seed = step_seed(self.cfg.run.seed, self.dist.rank, self.micro_step)
             torch.manual_seed(seed)  # dropout and every draw of this micro-step
             alpha = alpha_ramp(self.images_seen, self.cfg.objective.alpha_max, self.cfg.objective.alpha_ramp_images)
@@ -261,6 +299,10 @@ class Trainer:
 
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_sigterm)
+            # restart system calls the signal interrupts (SA_RESTART): Python installs handlers without it, so a
+            # SIGTERM landing inside a blocking gloo/NCCL socket call could fail that collective with EINTR instead
+            # of being acted on at the next step boundary (issue #7)
+            signal.siginterrupt(signal.SIGTERM, False)
         batches = iter(self.stream)
         last = {"log": self.images_seen, "eval": self.images_seen, "ckpt": self.images_seen}
         acc: dict[str, float] = {}
@@ -277,7 +319,9 @@ class Trainer:
                 if bar is not None:
                     bar.update(self.images_seen - before)
                 if self.images_seen - last["log"] >= cfg.log_every_images or self.images_seen >= cfg.total_images:
-                    rec = all_reduce_mean({k: v / n_acc for k, v in acc.items()}, self.dist.device)
+                    rec = all_reduce_mean({**{k: v / n_acc for k, v in acc.items()},
+                                           "skipped_samples": self._data_skips(total=True)}, self.dist.device)
+                    rec["skipped_samples"] = round(rec["skipped_samples"] * self.dist.world_size)
                     dt = time.time() - t0
                     rec.update(images_seen=self.images_seen, kimg=self.images_seen / 1000,
                                step=self.engine.global_steps, images_per_s=(self.images_seen - img0) / max(dt, 1e-9),
@@ -307,8 +351,18 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-        self.log.info(f"finished: {self.images_seen:,} images, {self.skipped_steps} skipped micro-steps")
+        # corrupt samples the data stream skipped, summed over ranks: reported, never silent (issue #7)
+        counts = all_reduce_mean({k: float(self._data_skips().get(k, 0)) for k in DATA_SKIP_KINDS}, self.dist.device)
+        counts = {k: round(v * self.dist.world_size) for k, v in counts.items()}
+        detail = ", ".join(f"{k}={v}" for k, v in counts.items() if v) or "none"
+        self.log.info(f"finished: {self.images_seen:,} images, {self.skipped_steps} skipped micro-steps, "
+                      f"{sum(counts[k] for k in DATA_SKIP_SAMPLES)} skipped samples ({detail})")
         return final
+
+    def _data_skips(self, total: bool = False):
+        """This rank's data-stream problem counts (stream.stats), or the number of skipped samples."""
+        stats = dict(getattr(self.stream, "stats", None) or {})
+        return float(sum(stats.get(k, 0) for k in DATA_SKIP_SAMPLES)) if total else stats
 
     def evaluate(self) -> dict[str, float]:
         """EMA restorer on the validation split (rank 0), with a sample grid; other ranks wait."""
@@ -334,6 +388,11 @@ class Trainer:
         self.log.close()
         if hasattr(self.stream, "close"):
             self.stream.close()
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def _progress(enabled: bool, total: int, initial: int):
