@@ -911,6 +911,7 @@ def main(argv=None) -> int:
                          f"launcher start-up failure{': ' + '; '.join(RETRIES) if RETRIES else ''}\n"
     print("\n" + text)
     if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(text)
     return 0 if held == len(rows) and rows else 1
 
