@@ -467,7 +467,7 @@ def _ratio(a, b):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _git_sha() -> str:
+def git_sha() -> str:
     """Short HEAD sha read from .git directly (no git subprocess); 'unknown' outside a checkout or before a commit."""
     try:
         git = REPO / ".git"
@@ -678,7 +678,7 @@ def main(argv=None) -> int:
     csv_path, csv_note = _csv_destination(Path(args.csv)) if args.csv else (None, None)
     rep = Report(args.out, args.append_out)
     copy_gbps, dev_copy_gbps = copy_bandwidth(device)
-    meta = dict(timestamp=_dt.datetime.now().isoformat(timespec="seconds"), git_sha=_git_sha(), device=dev_name,
+    meta = dict(timestamp=_dt.datetime.now().isoformat(timespec="seconds"), git_sha=git_sha(), device=dev_name,
                 torch=torch.__version__, triton=triton.__version__, copy_gbps=f"{copy_gbps:.1f}",
                 dev_copy_gbps=_fmt(dev_copy_gbps, ".1f"))
     rep.title(f"kernels.bench{' --target' if args.target else ''}  {meta['timestamp']}  sha {meta['git_sha']}  "

@@ -87,22 +87,10 @@ CPU_TARGET, GPU_TARGET, ZERO_TOLERANCE = 1.3, 2.5, 0.10
 # ---------------------------------------------------------------------------------------------------------------
 # small helpers
 # ---------------------------------------------------------------------------------------------------------------
-def git_sha() -> str:
-    """Short HEAD sha read from .git directly (no git subprocess); 'unknown' outside a checkout."""
-    try:
-        git = REPO / ".git"
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref:"):
-            return head[:12]
-        ref = head.split(" ", 1)[1]
-        if (git / ref).exists():
-            return (git / ref).read_text().strip()[:12]
-        for line in (git / "packed-refs").read_text().splitlines():
-            if line.endswith(" " + ref):
-                return line.split()[0][:12]
-    except OSError:
-        pass
-    return "unknown"
+def _sha() -> str:
+    from kernels.bench import git_sha  # one reader of the checkout's HEAD for every benchmark
+
+    return git_sha()
 
 
 def deepspeed_version() -> str:
@@ -836,7 +824,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"--parts takes step and/or zero, got {args.parts!r}")
     csv_path = Path(args.csv)
     check_csv(csv_path)
-    meta = dict(timestamp=_dt.datetime.now().isoformat(timespec="seconds"), git_sha=git_sha(),
+    meta = dict(timestamp=_dt.datetime.now().isoformat(timespec="seconds"), git_sha=_sha(),
                 device=device_name(device), threads=torch.get_num_threads() if device.type == "cpu" else "",
                 torch=torch.__version__, deepspeed=deepspeed_version())
     def emit(line: str = "") -> None:
