@@ -157,9 +157,8 @@ class TrainConfig:
                     raise ValueError(f"restorer_args.{side}={getattr(rc, side)}: training data is RGB, the restorer "
                                      "must take and return 3 channels")
             if self.objective.mode != "baseline":
-                from .models.diffusion_unet import TINY
+                from .models.diffusion_unet import PRESETS as presets
 
-                presets = {"default": {}, "tiny": TINY}
                 if m.diffusion_preset not in presets:
                     raise ValueError(f"model.diffusion_preset must be one of {', '.join(presets)}, "
                                      f"got {m.diffusion_preset!r}")

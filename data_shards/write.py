@@ -304,10 +304,12 @@ def corpus_samples(args, job: Job) -> Iterator[tuple[dict, dict]]:
         raise UserError(f"cannot read corpus photo {path}: {type(e).__name__}: {e}") from None
     depth = 8 if args.bit_depth == "auto" else int(args.bit_depth)
     h, w = img.shape[:2]
-    geo = np.random.default_rng([args.seed, _CODE[job.stream], job.index, 0xC0])
+    oracle = job.sources.get("oracle", False)
+    code = _CODE["real" if oracle else job.stream]  # --oracle: the very crops and seeds of the real stream
+    geo = np.random.default_rng([args.seed, code, job.index, 0xC0])
     for j, (y, x, th, tw) in enumerate(_boxes(args, h, w, geo)):
         clean = quantize(img[y:y + th, x:x + tw], depth)  # degrade exactly what is stored as gt
-        seed = [args.seed, _CODE[job.stream], job.index, j + 1]
+        seed = [args.seed, code, job.index, j + 1]
         meta = {"task": args.task, "stream": job.stream, "source": entry["file"], "name": entry.get("name"),
                 "split": corpus_split(entry), "box": [y, x, th, tw], "tile_index": j, "bit_depth": depth, "seed": seed}
         if job.stream == "ref" or (job.stream == "syn" and args.syn_on_the_fly):
@@ -315,7 +317,7 @@ def corpus_samples(args, job: Job) -> Iterator[tuple[dict, dict]]:
                         params={})
             yield ({"gt.png" if job.stream == "syn" else "ref.png": clean}), meta
             continue
-        domain = "source" if job.stream == "syn" else "target"
+        domain = "source" if job.stream == "syn" and not oracle else "target"
         peak = 255.0 if depth == 8 else 65535.0
         out, params = degrade.degrade(clean.astype(np.float32) / np.float32(peak), args.task, domain,
                                       np.random.default_rng(seed))
@@ -364,6 +366,10 @@ def plan_corpus(args) -> dict[str, list[Job]]:
     pools = {p: sorted((e for e in entries if corpus_split(e) == p), key=lambda e: e["name"]) for p in "SU"}
     if not pools["S"]:
         raise UserError(f"--corpus: {args.corpus} has no pool-S photos")
+    if args.oracle:  # the oracle's training pairs: pool U target-degraded (= the real stream) with its clean photos
+        if not pools["U"]:
+            raise UserError(f"--corpus --oracle: {args.corpus} has no pool-U photos")
+        return {"syn": [Job("syn", i, {"entry": e, "oracle": True}) for i, e in enumerate(pools["U"])]}
     jobs = {"syn": [Job("syn", i, {"entry": e}) for i, e in enumerate(pools["S"])]}
     if pools["U"]:
         jobs["real"] = [Job("real", i, {"entry": e}) for i, e in enumerate(pools["U"])]
@@ -401,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="match --syn to --gt by relative path without extension (default) or sorted position")
     src.add_argument("--corpus", help="offline photo corpus (data_shards.photos manifest): pools S and U")
     src.add_argument("--no-ref", action="store_true", help="--corpus: do not write the ref stream")
+    src.add_argument("--oracle", action="store_true",
+                     help="--corpus: write only pool-U pairs (target-degraded input, clean gt) as the syn stream: the "
+                          "crops and seeds of the real stream, for an oracle trained on the target domain")
     p.add_argument("--task", required=True, help="denoise | deblur | derain")
     p.add_argument("--out", required=True, help="output folder (must be empty unless --overwrite)")
     p.add_argument("--syn-on-the-fly", action="store_true",
@@ -432,6 +441,8 @@ def check_args(args) -> None:
         raise UserError(f"unknown task {args.task!r} (choose {', '.join(TASKS)})")
     if args.syn_on_the_fly and args.task != "denoise":
         raise UserError("--syn-on-the-fly is AWGN denoising: it needs --task denoise")
+    if args.oracle and (not args.corpus or args.syn_on_the_fly):
+        raise UserError("--oracle writes target-degraded pool-U pairs: it needs --corpus and no --syn-on-the-fly")
     if args.tile < 0 or args.stride < 0 or args.crops_per_image < 0 or args.maxcount < 1 or args.maxsize <= 0:
         raise UserError("--tile, --stride and --crops-per-image must be >= 0; --maxcount and --maxsize > 0")
     if args.crops_per_image and not args.tile:

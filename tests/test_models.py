@@ -25,7 +25,7 @@ def test_diffusion_unet_attn_res_adds_attention_where_asked():
 
 
 def test_registry_lists_all_restorers():
-    assert restorer_names() == ["dncnn", "nafnet", "restormer", "unet"]
+    assert restorer_names() == ["dncnn", "mini", "nafnet", "restormer", "unet"]
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 17, 23), (1, 3, 8, 8), (1, 3, 5, 130)])
@@ -55,7 +55,7 @@ def test_diffusion_unet_odd_size_and_grad():
 
 
 def test_clear_errors():
-    with pytest.raises(ValueError, match="unknown restorer 'unet2'; available: dncnn, nafnet, restormer, unet"):
+    with pytest.raises(ValueError, match="unknown restorer 'unet2'; available: dncnn, mini, nafnet, restormer, unet"):
         build_restorer("unet2")
     with pytest.raises(ValueError, match="expects 3 input channels, got 4"):
         build_restorer("unet", preset="tiny")(torch.rand(1, 4, 8, 8))

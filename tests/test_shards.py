@@ -358,6 +358,26 @@ def test_corpus_streams_and_recorded_seeds(tmp_path, monkeypatch, capsys):
     assert load_manifest(out2)["counts"] == {"syn": 3, "real": 2}
 
 
+def test_corpus_oracle_pairs_are_the_real_streams_crops(tmp_path, monkeypatch, capsys):
+    """--oracle: pool U as (target-degraded, clean) pairs, pixel-identical to the real stream's inputs."""
+    _stub_corpus(tmp_path, monkeypatch)
+    real, orc = str(tmp_path / "real"), str(tmp_path / "oracle")
+    common = ["--corpus", str(tmp_path), "--task", "denoise", "--tile", "64", "--crops-per-image", "2",
+              "--shuffle-buffer", "0"]
+    assert _run([*common, "--out", real], capsys)[0] == 0
+    rc, err = _run([*common, "--oracle", "--out", orc], capsys)
+    assert rc == 0, err
+    assert load_manifest(orc)["counts"] == {"syn": 4}
+    reals = sorted((json.loads(s["json"])["seed"], decode_image(s["real.png"]).tobytes())
+                   for s in _all_samples(real, "real").values())
+    pairs = [(json.loads(s["json"]), s) for s in _all_samples(orc, "syn").values()]
+    assert all(m["split"] == "U" and m["domain"] == "target" for m, _ in pairs)
+    assert sorted((m["seed"], decode_image(s["syn.png"]).tobytes()) for m, s in pairs) == reals
+    assert all(not np.array_equal(decode_image(s["syn.png"]), decode_image(s["gt.png"])) for _, s in pairs)
+    _one_line_error(*_run([*common, "--oracle", "--syn-on-the-fly", "--out", str(tmp_path / "x")], capsys),
+                    "--oracle")
+
+
 def test_valset_corpus_fixed_split(tmp_path, monkeypatch, capsys):
     _stub_corpus(tmp_path, monkeypatch)
     out = str(tmp_path / "val")

@@ -52,6 +52,10 @@ class DiffusionUNetConfig:
     init: str = "kaiming"
     """'kaiming' = official init_weights over everything (overwrites zero-init, spec §10.7); 'guided' = keep
     guided-diffusion's zero-init of the output conv, each ResBlock's last conv and the attention proj_out."""
+    pixel_unshuffle: int = 1
+    """Space-to-depth factor f around the U-Net (not in the official model, which is f=1): the network runs on
+    (in_channel·f², H/f, W/f) and its output is depth-to-space'd back, so every convolution costs ~1/f² as much.
+    DAA-mini uses f=4 to make the joint step affordable on a CPU (preset 'mini')."""
 
     def __post_init__(self):
         self.channel_mults = tuple(self.channel_mults)
@@ -63,12 +67,17 @@ class DiffusionUNetConfig:
         if self.inner_channel % 32 or any(self.inner_channel * m % 32 for m in self.channel_mults):
             raise ValueError(f"GroupNorm(32) needs every level's channels divisible by 32 (inner_channel="
                              f"{self.inner_channel}, channel_mults={self.channel_mults})")
+        if self.pixel_unshuffle < 1:
+            raise ValueError(f"pixel_unshuffle must be >= 1, got {self.pixel_unshuffle}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 TINY = dict(inner_channel=32, channel_mults=(1, 2, 2), res_blocks=1, num_head_channels=32, dropout=0.0)
 """A CPU-fast configuration for tests and the demo (~1 M parameters)."""
+MINI = dict(TINY, pixel_unshuffle=4)
+"""DAA-mini on a CPU: TINY on 4×4 space-to-depth input (~16× fewer FLOPs per pixel than TINY)."""
+PRESETS = {"default": {}, "tiny": TINY, "mini": MINI}
 
 
 def gamma_embedding(gammas: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -192,7 +201,8 @@ class DiffusionUNet(nn.Module):
             raise ValueError("only resblock_updown=True (the official setting) is implemented")
         self.cond_embed = nn.Sequential(nn.Linear(c, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch))
         ch = int(cfg.channel_mults[0] * c)
-        self.input_blocks = nn.ModuleList([EmbedSequential(nn.Conv2d(cfg.in_channel, ch, 3, padding=1))])
+        f2 = cfg.pixel_unshuffle ** 2
+        self.input_blocks = nn.ModuleList([EmbedSequential(nn.Conv2d(cfg.in_channel * f2, ch, 3, padding=1))])
         skip_chs, ds = [ch], 1
         for level, mult in enumerate(cfg.channel_mults):
             for _ in range(cfg.res_blocks):
@@ -218,8 +228,8 @@ class DiffusionUNet(nn.Module):
                     layers.append(rb(ch, ch, up=True))
                     ds //= 2
                 self.output_blocks.append(EmbedSequential(*layers))
-        self.out = nn.Sequential(_norm(ch), nn.SiLU(), nn.Conv2d(ch, cfg.out_channel, 3, padding=1))
-        self.size_multiple = 2 ** (len(cfg.channel_mults) - 1)
+        self.out = nn.Sequential(_norm(ch), nn.SiLU(), nn.Conv2d(ch, cfg.out_channel * f2, 3, padding=1))
+        self.size_multiple = 2 ** (len(cfg.channel_mults) - 1) * cfg.pixel_unshuffle
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -237,6 +247,9 @@ class DiffusionUNet(nn.Module):
         if gammas.numel() != x.shape[0]:
             raise ValueError(f"diffusion U-Net needs one noise level per sample: {gammas.numel()} for {x.shape[0]}")
         x, h0, w0 = pad_to_multiple(x, self.size_multiple)
+        f = self.cfg.pixel_unshuffle
+        if f > 1:
+            x = F.pixel_unshuffle(x, f)
         emb = gamma_embedding(gammas.reshape(-1), self.cfg.inner_channel)
         emb = self.cond_embed(emb.to(self.cond_embed[0].weight.dtype))
         hs, h = [], x
@@ -246,7 +259,10 @@ class DiffusionUNet(nn.Module):
         h = self._run(self.middle_block, h, emb)
         for module in self.output_blocks:
             h = self._run(module, torch.cat([h, hs.pop()], dim=1), emb)
-        return self.out(h)[..., :h0, :w0]
+        out = self.out(h)
+        if f > 1:
+            out = F.pixel_shuffle(out, f)
+        return out[..., :h0, :w0]
 
     def _run(self, module, h, emb):
         if self.cfg.use_checkpoint and self.training and torch.is_grad_enabled():
@@ -255,8 +271,8 @@ class DiffusionUNet(nn.Module):
 
 
 def build_diffusion_unet(preset: str = "default", **overrides) -> DiffusionUNet:
-    """Build ε_θ: preset 'default' (paper, 62.6 M params) or 'tiny' (CPU tests), then field overrides."""
-    presets = {"default": {}, "tiny": TINY}
-    if preset not in presets:
-        raise ValueError(f"diffusion U-Net has no preset {preset!r}; available: {', '.join(presets)}")
-    return DiffusionUNet(make_config(DiffusionUNetConfig, {**presets[preset], **overrides}, "diffusion U-Net"))
+    """Build ε_θ: preset 'default' (paper, 62.6 M params), 'tiny' (CPU tests) or 'mini' (DAA-mini on CPU), then
+    field overrides."""
+    if preset not in PRESETS:
+        raise ValueError(f"diffusion U-Net has no preset {preset!r}; available: {', '.join(PRESETS)}")
+    return DiffusionUNet(make_config(DiffusionUNetConfig, {**PRESETS[preset], **overrides}, "diffusion U-Net"))

@@ -76,4 +76,4 @@ def build_restorer(name: str, preset: str = "default", init: str = "kaiming", **
 
 def _load_all() -> None:
     # Importing the modules runs their @register_restorer decorators; kept lazy so `daa.models` imports fast.
-    from . import dncnn, nafnet, restormer, unet  # noqa: F401
+    from . import dncnn, mini, nafnet, restormer, unet  # noqa: F401

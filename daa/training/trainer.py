@@ -152,7 +152,8 @@ class Trainer:
                               f"`python -m data_shards.write` (or use data.shards=synthetic)")
         scfg = StreamConfig(shards=d.shards, patch_size=d.patch_size, batch_size=self.cfg.run.micro_batch,
                             seed=self.cfg.run.seed, num_workers=d.num_workers, task=d.task,
-                            awgn_sigma=tuple(d.awgn_sigma), with_ref=self.cfg.objective.mode == "daa_ref")
+                            awgn_sigma=tuple(d.awgn_sigma), with_ref=self.cfg.objective.mode == "daa_ref",
+                            with_real=self.cfg.objective.mode != "baseline")  # a baseline never reads x_r
         return TrainStream(scfg, rank=self.dist.rank, world_size=self.dist.world_size)
 
     def _load_valset(self):

@@ -1,0 +1,114 @@
+"""DAA-mini: its small networks, the PolyU scene split, the verdict rule, and a --quick run end to end."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from daa.models import build_diffusion_unet, build_restorer, count_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("daa_mini", ROOT / "launch" / "daa_mini.py")
+daa_mini = importlib.util.module_from_spec(_spec)
+sys.modules["daa_mini"] = daa_mini  # dataclasses look their module up
+_spec.loader.exec_module(daa_mini)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 17, 23), (1, 3, 64, 64), (1, 3, 5, 130)])
+def test_mini_restorer_any_size_and_gradients(shape):
+    torch.manual_seed(0)
+    net = build_restorer("mini")
+    assert count_parameters(net) == 227_596
+    x = torch.rand(shape)
+    r = net(x)
+    assert r.shape == x.shape and torch.isfinite(r).all()
+    r.square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+    torch.nn.init.zeros_(net.tail[-1].weight)
+    torch.nn.init.zeros_(net.tail[-1].bias)
+    assert net(x).abs().max() == 0  # it returns the residual: zero last layer → identity restoration
+
+
+def test_diffusion_pixel_unshuffle_preset():
+    torch.manual_seed(0)
+    net = build_diffusion_unet("mini")
+    assert net.cfg.pixel_unshuffle == 4 and net.size_multiple == 16
+    x = torch.randn(3, 9, 17, 23, requires_grad=True)
+    out = net(x, torch.rand(3))
+    assert out.shape == (3, 3, 17, 23)
+    out.square().mean().backward()
+    assert x.grad is not None and x.grad[:, 3:].abs().sum() > 0  # the conditions get a gradient
+    assert all(p.grad is not None for p in net.parameters())
+    # f=2 on a 2×2 space-to-depth input equals f=1 on the unshuffled input with the same weights
+    a = build_diffusion_unet("tiny", pixel_unshuffle=2)
+    b = build_diffusion_unet("tiny", in_channel=36, out_channel=12)
+    b.load_state_dict(a.state_dict())
+    x, g = torch.randn(2, 9, 16, 16), torch.rand(2)
+    torch.testing.assert_close(a(x, g), torch.nn.functional.pixel_shuffle(
+        b(torch.nn.functional.pixel_unshuffle(x, 2), g), 2))
+    with pytest.raises(ValueError, match="pixel_unshuffle"):
+        build_diffusion_unet("tiny", pixel_unshuffle=0)
+
+
+def test_polyu_split_by_scene(tmp_path):
+    rng = np.random.default_rng(0)
+    names = ["CamA_1_2_3_chair_1", "CamA_1_2_3_chair_2", "CamB_4_5_6_plant_3", "CamB_4_5_6_plant__7",
+             "CamC_1_1_1_toy_5", "CamD_2_2_2_wall_9"]
+    for n in names:
+        for kind in ("real", "mean"):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / f"{n}_{kind}.JPG")
+    split = daa_mini.polyu_split(tmp_path)
+    scenes = split["scenes"]
+    assert not set(scenes["train"]) & set(scenes["test"])
+    assert sorted(scenes["train"] + scenes["test"]) == ["CamA_1_2_3_chair", "CamB_4_5_6_plant", "CamC_1_1_1_toy",
+                                                        "CamD_2_2_2_wall"]  # 'plant_' is the plant scene re-shot
+    assert len(split["train"]) + len(split["test"]) == 6
+    for r, m in split["train"] + split["test"]:
+        assert r.name.replace("_real.", "_mean.") == m.name
+    (tmp_path / "CamD_2_2_2_wall_9_mean.JPG").unlink()
+    with pytest.raises(SystemExit, match="no matching"):
+        daa_mini.polyu_split(tmp_path)
+
+
+def _rows(daa, base, oracle, src=(30.0, 30.0)):
+    ms = lambda xs: daa_mini._ms(xs)  # noqa: E731
+    return {"daa": {"target": ms(daa), "source": (src[0], 0), "n": len(daa)},
+            "baseline": {"target": ms(base), "source": (src[1], 0), "n": len(base)},
+            "oracle": {"target": ms(oracle), "source": (0, 0), "n": len(oracle)}}
+
+
+def test_verdict_rule():
+    v = daa_mini.verdict(_rows([25.5, 25.6, 25.7], [25.0, 25.1, 25.2], [27.0, 27.0, 27.0]))
+    assert v["status"] == "reproduced" and math.isclose(v["gain_db"], 0.5)
+    # +0.5 dB but the seeds scatter by ±0.4: not 2× the pooled std
+    assert daa_mini.verdict(_rows([25.1, 25.6, 26.1], [24.6, 25.1, 25.6], [27] * 3))["status"] == "not reproduced"
+    # above the oracle + 0.1, or losing > 0.5 dB on the source test
+    assert daa_mini.verdict(_rows([25.5, 25.6, 25.7], [25.0, 25.1, 25.2], [25.4] * 3))["status"] == "not reproduced"
+    assert daa_mini.verdict(_rows([25.5, 25.6, 25.7], [25.0, 25.1, 25.2], [27] * 3, src=(29.0, 30.0)))[
+        "status"] == "not reproduced"
+    assert daa_mini.verdict(_rows([25.6], [25.0], [27.0]))["status"].startswith("preliminary")
+
+
+def test_quick_end_to_end(tmp_path):
+    """--quick: a pool-P-only corpus, shards, 2 tiny runs, evaluation, tables and plots; a rerun trains nothing."""
+    cmd = [sys.executable, "launch/daa_mini.py", "--quick", "--data", str(tmp_path / "data"), "--out",
+           str(tmp_path / "runs"), "--report-dir", str(tmp_path / "report")]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    summ = json.loads((tmp_path / "report" / "summary.json").read_text())
+    rows = summ[0]["rows"]
+    assert set(rows) == {"input", "baseline", "daa"}
+    assert all(np.isfinite(rows[k]["target"][0]) for k in rows)
+    assert (tmp_path / "report" / "noise.png").stat().st_size > 1000
+    res = json.loads((tmp_path / "runs" / "noise" / "daa" / "s0" / "result.json").read_text())
+    assert res["target"]["n"] == res["source"]["n"] > 0
+    r2 = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r2.returncode == 0 and "(0 to train)" in r2.stdout, r2.stdout[-2000:]
