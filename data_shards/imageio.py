@@ -2,6 +2,8 @@
 (Pillow cannot hold 16-bit colour). Arrays are HxWx3 RGB uint8 or uint16."""
 from __future__ import annotations
 
+import io
+import logging
 import os
 from pathlib import Path
 
@@ -21,8 +23,31 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise ImageError(f"{name}: empty image data")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
+        c = _tiff_channels(data)
+        if c is not None and not 1 <= c <= 4:  # OpenCV decodes 1-4 channels only and says nothing more specific
+            raise ImageError(f"{name}: unsupported channel count {c}; {SUPPORTED_CHANNELS}")
         raise ImageError(f"{name}: not a decodable image (corrupt or unsupported format)")
     return _to_rgb(img, name)
+
+
+SUPPORTED_CHANNELS = "images must have 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA) channels"
+
+
+def _tiff_channels(data: bytes) -> int | None:
+    """Samples per pixel of a TIFF that OpenCV refused (multispectral TIFFs have 5+), None if unknown/not a TIFF."""
+    if data[:4] not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return None
+    log = logging.getLogger("tifffile")  # it logs its own complaint about a broken header; the caller reports it
+    quiet, log.disabled = log.disabled, True
+    try:
+        import tifffile  # a scikit-image dependency; only the header is parsed
+
+        with tifffile.TiffFile(io.BytesIO(data)) as t:
+            return int(t.pages[0].samplesperpixel)
+    except Exception:  # noqa: BLE001 - a broken header is reported as "not decodable" by the caller
+        return None
+    finally:
+        log.disabled = quiet
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -48,7 +73,7 @@ def _to_rgb(img: np.ndarray, name: str) -> np.ndarray:
         return np.ascontiguousarray(img[..., ::-1])  # OpenCV decodes BGR
     if c == 4:
         return np.ascontiguousarray(img[..., 2::-1])  # BGRA → RGB, alpha dropped
-    raise ImageError(f"{name}: unsupported channel count {c}")
+    raise ImageError(f"{name}: unsupported channel count {c}; {SUPPORTED_CHANNELS}")
 
 
 def to_float01(a: np.ndarray) -> np.ndarray:

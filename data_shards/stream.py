@@ -677,7 +677,7 @@ class TrainStream:
         else:
             it = iter(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=self.cfg.num_workers,
                                                   prefetch_factor=self.cfg.prefetch_factor,
-                                                  pin_memory=self.cfg.pin_memory))
+                                                  pin_memory=self.cfg.pin_memory, worker_init_fn=_ignore_sigterm))
         for batch in it:
             meta = batch.pop("_meta")
             pl = self._plans[meta["worker"]]
@@ -685,6 +685,17 @@ class TrainStream:
             self.stats.update(meta["stats"])
             self.batches += 1
             yield batch
+
+
+def _ignore_sigterm(worker_id: int) -> None:
+    """DataLoader workers ignore SIGTERM; the training process decides. Slurm (preemption, time limit, `scancel`,
+    srun forwarding) and torchrun's agent signal every process of a rank, the workers included, and torch's worker
+    handler dies on a SIGTERM not sent by its parent: the rank then failed with "DataLoader worker exited
+    unexpectedly" instead of saving its checkpoint at the next step boundary (issue #7). A worker still ends with
+    its DataLoader, or when the training process is gone (torch's parent watchdog), or on SIGKILL."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def make_loader(cfg: StreamConfig, rank: int = 0, world_size: int = 1) -> TrainStream:

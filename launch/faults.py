@@ -201,6 +201,17 @@ def error_lines(text: str) -> list[str]:
     return [x for x in text.splitlines() if x.startswith("error:")]
 
 
+_AGENT_TRACEBACK = 'Traceback (most recent call last):\n  File "<frozen runpy>"'
+
+
+def ranks_output(stderr: str) -> str:
+    """What the ranks printed: stderr without torchrun's own report of a failed child (a ChildFailedError traceback
+    it prints whenever a rank exits non-zero). A rank's traceback is prefixed `[rankN]:` and has no runpy frame."""
+    if "ChildFailedError" not in stderr:
+        return stderr
+    return stderr.split(_AGENT_TRACEBACK)[0]
+
+
 def tail(text: str, n: int = 1) -> str:
     errs = error_lines(text)
     lines = errs or [x for x in text.strip().splitlines() if x.strip()]
@@ -296,6 +307,62 @@ def case_sigterm(ctx: Ctx) -> Row:
     return Row("preempt: SIGTERM (Slurm)", "SIGTERM to both ranks mid-run; same command re-run",
                "checkpoint at the next step boundary, clean exit; resume ends bit-equal",
                f"saved {m.group(1)} at {m.group(2)} img, exit 0 after {dt:.1f} s; resumed; EMA bit-equal", True)
+
+
+def descendants(pid: int) -> list[int]:
+    """pid and every process below it (a rank and its DataLoader workers)."""
+    kids: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                kids.setdefault(int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]), []).append(int(d.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += kids.get(p, [])
+    return out
+
+
+def case_sigterm_workers(ctx: Ctx) -> Row:
+    """SIGTERM to every process of every rank, DataLoader workers included (what Slurm does to a job step on
+    preemption, time limit or scancel, and torchrun's agent to its workers); real shards, one worker per rank."""
+    shards = write_shards(ctx, "shards_term")
+    d = ctx.tmp / "sigterm_workers"
+    args = [f"data.shards={shards}", "data.num_workers=1", "run.total_images=160", "run.log_every_images=8",
+            "run.ckpt_every_images=1000"]
+    proc = start(train_cmd(d, *args), ctx.tmp / "sigterm_workers.log")
+    hit = wait_for(lambda: images_logged(d) >= 40, proc, 120)
+    pids = [q for r in children_by_rank(proc.pid).values() for q in descendants(r)]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        killpg(proc)
+        raise CaseFailed("ranks still running 60 s after SIGTERM") from None
+    check(hit, "the run ended before SIGTERM could be delivered")
+    out = (ctx.tmp / "sigterm_workers.log").read_text()
+    check(proc.returncode == 0 and "Traceback" not in out, f"exit status {proc.returncode} after SIGTERM to every "
+                                                           f"process: {tail(out, 2)}")
+    m = re.search(r"SIGTERM: saved checkpoint (step\d+) at ([\d,]+) images", (d / "log.txt").read_text())
+    check(m is not None, "no checkpoint was saved on SIGTERM")
+    complete, incomplete = ckpt_state(d)
+    check(complete[-1] == m.group(1) and not incomplete, f"checkpoints after SIGTERM: {complete}, {incomplete}")
+    p = run(train_cmd(d, *args))
+    log = (d / "log.txt").read_text()
+    check(p.returncode == 0 and f"resumed from {m.group(1)}" in log and "finished: 160 images" in log,
+          f"rerun did not resume and finish: {tail(p.stderr, 3)}")
+    return Row("preempt: SIGTERM to every process (DataLoader workers)",
+               f"real shards, 1 DataLoader worker per rank; SIGTERM to all {len(pids)} processes of the 2 ranks "
+               "mid-run, as Slurm signals a job step; same command re-run",
+               "checkpoint at the next step boundary, exit 0, no traceback; the rerun resumes and finishes",
+               f"saved {m.group(1)} at {m.group(2)} img, exit 0; resumed, finished 160 img", True)
 
 
 def case_half_written(ctx: Ctx) -> Row:
@@ -394,6 +461,47 @@ def case_agent_kills(ctx: Ctx) -> Row:
     return Row("rank dies: under torchrun", "SIGKILL to rank 1 of a torchrun job; restart",
                "the job exits non-zero in bounded time; restart resumes",
                f"exit {proc.returncode} after {dt:.1f} s; resumed from {complete[-1]}", True)
+
+
+PEER_JOINS_AND_DIES = ("import datetime, os, torch.distributed as dist; dist.init_process_group('gloo', "
+                       "init_method='env://', timeout=datetime.timedelta(seconds=60)); os._exit(1)")
+
+
+def case_startup_death(ctx: Ctx, how: str) -> Row:
+    """Rank 1 dies during start-up, after the process group formed (it joins, then exits) or before it joins (it
+    never starts): rank 0, started as srun starts it, must exit with one error line in bounded time."""
+    d = ctx.tmp / f"startup_{how}"
+    timeout_min = 0.25
+    port = _port()
+    env = {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    cmd = [PY, str(ROOT / "launch" / "train.py"), "--config", "demo",
+           *_sets(d, [*PREEMPT, f"run.dist_timeout_minutes={timeout_min}"])]
+    log = ctx.tmp / f"startup_{how}_rank0.log"
+    t0 = time.time()
+    rank0 = start(cmd, log, env=_env(RANK="0", LOCAL_RANK="0", **env))
+    peer = None
+    if how == "joined":  # rank 1 forms the group with rank 0, then dies before training starts
+        peer = subprocess.run([PY, "-c", PEER_JOINS_AND_DIES], env=_env(RANK="1", LOCAL_RANK="1", **env),
+                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+    try:
+        rank0.wait(timeout=timeout_min * 60 + 60)
+    except subprocess.TimeoutExpired:
+        killpg(rank0)
+        rank0.wait()
+        raise CaseFailed(f"rank 0 still running {time.time() - t0:.0f} s after rank 1 died in start-up") from None
+    dt = time.time() - t0
+    out = log.read_text()
+    errs = error_lines(out)
+    check(peer is None or peer.returncode == 1, f"the peer did not join and exit: {tail(peer.stderr if peer else '')}")
+    check(rank0.returncode not in (0, None), f"rank 0 exit status {rank0.returncode}")
+    check(len(errs) == 1 and "Traceback" not in out, f"no one-line error from rank 0: {tail(out, 2)}")
+    check(not ckpt_state(d)[0], "a checkpoint was written")
+    what = ("rank 1 joins the process group, then exits (os._exit) before training" if how == "joined"
+            else "rank 1 never starts (rank 0 alone with WORLD_SIZE=2)")
+    return Row(f"rank dies: during start-up ({'after joining' if how == 'joined' else 'never joins'})",
+               f"2 srun-style ranks, dist_timeout 15 s; {what}",
+               "rank 0 exits non-zero with one error line (no traceback) within timeout + 60 s",
+               f"rank 0 exit {rank0.returncode} after {dt:.1f} s: \"{errs[0][:230]}\"", True)
 
 
 # ---- 3. corrupt data ------------------------------------------------------------------------------------------------
@@ -518,7 +626,9 @@ def case_corrupt_100(ctx: Ctx) -> Row:
     dt = time.time() - t0
     errs = error_lines(p.stderr)
     check(p.returncode != 0 and errs, f"exit {p.returncode}, no error line: {tail(p.stderr, 2)}")
-    check(all("Traceback" not in x for x in p.stderr.split("error:")[1:2]), "traceback next to the error")
+    # torchrun's ChildFailedError traceback follows when the agent stops the other rank before it prints its line
+    check(all("Traceback" not in x for x in ranks_output(p.stderr).split("error:")[1:2]),
+          "traceback next to the error")
     return Row("corrupt data: 100 %", "every image member of every shard is garbage; 2 ranks train",
                "stops with a one-line error instead of spinning",
                f"exit {p.returncode} after {dt:.0f} s: \"{errs[0][:220]}\"", True)
@@ -736,7 +846,8 @@ def bad_input_cases(ctx: Ctx) -> list[Bad]:
         Bad("restore: output holds results", R + ["--weights", str(export), "--input", str(imgs), "--output",
                                                   str(outdir)], "already exists", guard=[outdir]),
         Bad("restore: wrong channel count", R + ["--weights", str(export), "--input", str(chans), "--output",
-                                                 str(b / "r5")], "a0.tiff", absent=b / "r5"),
+                                                 str(b / "r5")], "a0.tiff: unsupported channel count 5",
+            absent=b / "r5"),
         Bad("restore: bad tile size", R + ["--weights", str(export), "--input", str(imgs), "--output", str(b / "r6"),
                                            "--tile", "8"], "--tile", absent=b / "r6"),
         Bad("evaluate: pred folder missing", E + ["--pred", str(b / "nope"), "--gt", str(imgs)], "not found"),
@@ -758,13 +869,13 @@ def case_bad_input(ctx: Ctx, quick: bool) -> list[Row]:
         try:
             p = run(c.cmd, timeout=120, env=_env(**(c.env or {})))
             errs = list(dict.fromkeys(error_lines(p.stderr)))  # torchrun: the same line from every rank
-            own = p.stderr.split("torch.distributed.elastic")[0] if "ChildFailedError" in p.stderr else p.stderr
+            own = ranks_output(p.stderr)
             problems = []
             if p.returncode == 0:
                 problems.append("exit 0")
             if len(errs) != 1 or c.expect not in errs[0]:
                 problems.append(f"error lines {errs[:2] or tail(p.stderr, 2)!r}")
-            if "Traceback" in own.replace("Traceback (most recent call last):\n  File \"<frozen runpy>\"", ""):
+            if "Traceback" in own:
                 problems.append("traceback")
             changed = [str(q) for q in before if tree_digest(q) != before[q]]
             if changed:
@@ -843,11 +954,15 @@ def plan(ctx: Ctx, quick: bool):
     out += [("preempt", f"SIGKILL seed {s}", lambda s=s: case_sigkill(ctx, s, False)) for s in seeds]
     out += [("preempt", "SIGTERM", lambda: case_sigterm(ctx))]
     if not quick:
+        out += [("preempt", "SIGTERM, DataLoader workers", lambda: case_sigterm_workers(ctx))]
+    if not quick:
         out += [("preempt", "half-written", lambda: case_half_written(ctx))]
     out += [("rank", "rank killed", lambda: case_rank_dies(ctx, "killed"))]
     if not quick:
         out += [("rank", "rank hung", lambda: case_rank_dies(ctx, "hung")),
-                ("rank", "torchrun", lambda: case_agent_kills(ctx))]
+                ("rank", "torchrun", lambda: case_agent_kills(ctx)),
+                ("rank", "start-up, joined", lambda: case_startup_death(ctx, "joined")),
+                ("rank", "start-up, never joins", lambda: case_startup_death(ctx, "never"))]
     out += [("corrupt", "5 %", lambda: case_corrupt_5(ctx)), ("corrupt", "100 %", lambda: case_corrupt_100(ctx))]
     out += [("numeric", "batch NaN dncnn", lambda: case_numeric(ctx, "batch_nan", "dncnn"))]
     if not quick:

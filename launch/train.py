@@ -75,8 +75,9 @@ def main(argv=None) -> int:
 
 def _known_failure(e: BaseException, cfg, in_fit: bool) -> str | None:
     """One line for the failures a user must act on (issue #7): unusable shards, a checkpoint that could not be
-    written, a collective that failed during training because another rank died or hung. None for anything else
-    (set-up failures such as a busy port keep their traceback)."""
+    written, a collective that failed because another rank died or hung (during training or start-up), a process
+    group that never formed because a rank did not start. None for anything else (other set-up failures, such as a
+    busy port, keep their traceback)."""
     from daa.training.trainer import CheckpointWriteError
     from data_shards.stream import DataError
 
@@ -86,18 +87,27 @@ def _known_failure(e: BaseException, cfg, in_fit: bool) -> str | None:
     if isinstance(e, DataError):  # re-raised by a DataLoader worker with the worker's traceback inside
         last = [x for x in text.strip().splitlines() if x.strip()][-1]
         return last.split("DataError: ", 1)[-1]
-    if not in_fit:
-        return None
     import torch.distributed as dist
 
+    rank = os.environ.get("RANK", "0")
+    first = next((x.strip() for x in text.splitlines() if x.strip()), type(e).__name__)
+    first = re.sub(r"^\[[^\]]*\]\s*", "", first)  # gloo's "[/path/to/pair.cc:534] " source location
+    timeout = f"run.dist_timeout_minutes={cfg.run.dist_timeout_minutes:g}" if cfg is not None else "the timeout"
+    if not in_fit and not dist.is_initialized():
+        # the group never formed: rank 0 waited for ranks that never came, or a rank never reached rank 0's store
+        dist_error = getattr(dist, "DistError", ())
+        if isinstance(e, dist_error) and ("waiting for clients" in text or
+                                          ("timed out" in text and "trying to connect" in text)):
+            return (f"rank {rank}: the process group did not form within {timeout} ({type(e).__name__}: "
+                    f"{first[:200]}); a rank did not start or died during start-up, or MASTER_ADDR/MASTER_PORT "
+                    "differ between ranks: check the other ranks' output, then rerun the same command")
+        return None
     dist_error = getattr(dist, "DistError", ())
     if isinstance(e, dist_error) or (isinstance(e, RuntimeError) and any(
             k in text for k in ("gloo", "Gloo", "NCCL", "Connection closed by peer", "Connection reset", "timed out"))):
-        rank = os.environ.get("RANK", "0")
-        first = next((x.strip() for x in text.splitlines() if x.strip()), type(e).__name__)
-        first = re.sub(r"^\[[^\]]*\]\s*", "", first)  # gloo's "[/path/to/pair.cc:534] " source location
-        return (f"rank {rank}: a collective operation failed — another rank died or did not answer within "
-                f"run.dist_timeout_minutes={cfg.run.dist_timeout_minutes:g} ({type(e).__name__}: {first[:200]}); "
+        when = "" if in_fit else " during start-up"
+        return (f"rank {rank}: a collective operation failed{when} — another rank died or did not answer within "
+                f"{timeout} ({type(e).__name__}: {first[:200]}); "
                 "rerun the same command to resume from the last complete checkpoint")
     return None
 
