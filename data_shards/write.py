@@ -129,7 +129,9 @@ def read_image(path: str) -> np.ndarray:
             a = tifffile.imread(path)
             if a.dtype not in (np.uint8, np.uint16):
                 raise ValueError(f"unsupported TIFF sample type {a.dtype}") from None
-            return decode_image(encode_png(a if a.ndim == 2 or a.shape[2] <= 4 else a[:, :, :3]))
+            if a.ndim == 3 and a.shape[2] > 4:  # multispectral/extra planes: which 3 are RGB is unknowable here
+                raise ValueError(f"unsupported channel count {a.shape[2]} (need gray, RGB or RGBA)") from None
+            return decode_image(encode_png(a))
     except Exception as e:  # noqa: BLE001 - any failure is "this file is not a readable image"
         raise UserError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
 
@@ -471,6 +473,7 @@ def write(args) -> dict:
     """Validate, plan, write every stream, then the manifest. Returns the manifest."""
     check_args(args)
     jobs = plan_corpus(args) if args.corpus else plan_user(args)
+    created = not os.path.exists(args.out)
     prepare_out(args.out, args.overwrite)
     produce = corpus_samples if args.corpus else user_samples
     streams, written = {}, []
@@ -495,6 +498,8 @@ def write(args) -> dict:
         for f in written + [f for f in os.listdir(args.out) if _OWN_FILE.match(f)]:
             if os.path.exists(os.path.join(args.out, f)):
                 os.remove(os.path.join(args.out, f))  # only our own shards: no half-written data set is left
+        if created and not os.listdir(args.out):
+            os.rmdir(args.out)  # a failed run leaves no empty --out behind (a rerun would not need --overwrite)
         raise
     man = {"format": FORMAT, "task": args.task, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
            "tool": "python -m data_shards.write", "args": {k: v for k, v in vars(args).items()},

@@ -281,12 +281,24 @@ def test_user_errors(paired, capsys):
                     "im4.png")
     (d / "gt" / "im3.png").write_bytes(b"not an image")
     _one_line_error(*_run(["--task", "deblur", "--syn", s, "--gt", g, "--out", o], capsys), "cannot read", "im3.png")
-    assert not os.path.exists(os.path.join(o, "manifest.json"))
-    assert not [f for f in os.listdir(o) if f.endswith(".tar")]  # no half-written shards left behind
+    assert not os.path.exists(o)  # the failed run created --out: nothing (not even an empty folder) is left
+    os.makedirs(o)  # an (empty) folder the user made stays, without half-written shards
+    _one_line_error(*_run(["--task", "deblur", "--syn", s, "--gt", g, "--out", o], capsys), "cannot read", "im3.png")
+    assert os.listdir(o) == []
     _one_line_error(*_run(["--task", "deblur", "--gt", g, "--syn-on-the-fly", "--out", o], capsys), "denoise")
     _one_line_error(*_run(["--task", "deblur", "--out", o], capsys), "nothing to write")
     _one_line_error(*_run(["--task", "deblur", "--syn", s, "--out", o], capsys), "--gt")
     _one_line_error(*_run(["--out", o], capsys), "--task")
+
+
+def test_tiff_with_extra_planes_is_refused(tmp_path, capsys):
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "five.tif", np.zeros((8, 8, 5), np.uint8), photometric="minisblack",
+                     planarconfig="contig")
+    os.makedirs(tmp_path / "in")
+    os.replace(tmp_path / "five.tif", tmp_path / "in" / "five.tif")
+    _one_line_error(*_run(["--task", "deblur", "--real", str(tmp_path / "in"), "--out", str(tmp_path / "o")],
+                          capsys), "unsupported channel count 5")
 
 
 def test_cli_has_no_traceback_and_help():
