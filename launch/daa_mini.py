@@ -92,9 +92,8 @@ def polyu_split(polyu: Path) -> dict[str, list[tuple[Path, Path]]]:
         raise SystemExit(f"error: --polyu {polyu}: no *_real.JPG images (expected the PolyU real-noise pairs)")
     scenes: dict[str, list[tuple[Path, Path]]] = {}
     for r in reals:
-        mean = next((r.with_name(r.name.replace("_real.", "_mean.")).with_suffix(s)
-                     for s in (r.suffix, ".JPG", ".jpg", ".png")
-                     if r.with_name(r.name.replace("_real.", "_mean.")).with_suffix(s).is_file()), None)
+        stem = r.with_name(r.name.replace("_real.", "_mean."))
+        mean = next((m for m in (stem.with_suffix(x) for x in (r.suffix, ".JPG", ".jpg", ".png")) if m.is_file()), None)
         if mean is None:
             raise SystemExit(f"error: --polyu: {r.name} has no matching *_mean image")
         scene = r.name.rsplit("_", 2)[0].rstrip("_")

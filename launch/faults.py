@@ -131,6 +131,15 @@ def wait_for(pred, proc: subprocess.Popen, timeout: float, poll: float = 0.01) -
     return False
 
 
+def wait_or_fail(proc: subprocess.Popen, timeout: float, what: str) -> None:
+    """Wait for `proc`; past `timeout` s kill its process group and fail the case with `what`."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        killpg(proc)
+        raise CaseFailed(what) from None
+
+
 def killpg(proc: subprocess.Popen, sig=signal.SIGKILL) -> None:
     """`sig` to a launched command: its process group and torchrun's workers (which run in sessions of their own)."""
     pids = list(children_by_rank(proc.pid).values())
@@ -285,11 +294,7 @@ def case_sigterm(ctx: Ctx) -> Row:
     t0 = time.time()
     for pid in children_by_rank(proc.pid).values():  # Slurm signals every task of the step
         os.kill(pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        killpg(proc)
-        raise CaseFailed("ranks still running 60 s after SIGTERM") from None
+    wait_or_fail(proc, 60, "ranks still running 60 s after SIGTERM")
     dt = time.time() - t0
     check(hit, "the run ended before SIGTERM could be delivered")
     log = (d / "log.txt").read_text()
@@ -341,11 +346,7 @@ def case_sigterm_workers(ctx: Ctx) -> Row:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        killpg(proc)
-        raise CaseFailed("ranks still running 60 s after SIGTERM") from None
+    wait_or_fail(proc, 60, "ranks still running 60 s after SIGTERM")
     check(hit, "the run ended before SIGTERM could be delivered")
     out = (ctx.tmp / "sigterm_workers.log").read_text()
     check(proc.returncode == 0 and "Traceback" not in out, f"exit status {proc.returncode} after SIGTERM to every "
@@ -448,11 +449,7 @@ def case_agent_kills(ctx: Ctx) -> Row:
     t0 = time.time()
     ranks = children_by_rank(proc.pid)
     os.kill(ranks[1], signal.SIGKILL)
-    try:
-        proc.wait(timeout=90)
-    except subprocess.TimeoutExpired:
-        killpg(proc)
-        raise CaseFailed("torchrun still running 90 s after a rank died") from None
+    wait_or_fail(proc, 90, "torchrun still running 90 s after a rank died")
     dt = time.time() - t0
     check(hit and proc.returncode != 0, f"torchrun exit status {proc.returncode}")
     complete, _ = ckpt_state(d)

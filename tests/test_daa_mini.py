@@ -112,3 +112,22 @@ def test_quick_end_to_end(tmp_path):
     assert res["target"]["n"] == res["source"]["n"] > 0
     r2 = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r2.returncode == 0 and "(0 to train)" in r2.stdout, r2.stdout[-2000:]
+    # a cached result of another training config is never reported as this one's, nor overwritten
+    before = (tmp_path / "runs" / "noise" / "daa" / "s0" / "result.json").read_bytes()
+    r3 = subprocess.run(cmd + ["--set", "optim.lr=0.01"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r3.returncode == 1 and "another training config" in r3.stdout, r3.stdout[-2000:]
+    assert (tmp_path / "runs" / "noise" / "daa" / "s0" / "result.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--tasks", "haze"], "unknown task 'haze'"),
+    (["--tasks", "noise", "--variants", "daa,best"], "unknown variant 'best'"),
+    (["--tasks", "noise", "--seeds", "0,x"], "--seeds must be a comma list"),
+    (["--tasks", "polyu", "--polyu", "/nonexistent/polyu"], "needs the PolyU pairs"),
+])
+def test_bad_arguments_are_one_line_errors(argv, words, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        daa_mini.main([*argv, "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o")])
+    msg = str(e.value)
+    assert msg.startswith("error: ") and words in msg and "\n" not in msg
+    assert not (tmp_path / "d").exists() and not (tmp_path / "o").exists()  # refused before touching anything
