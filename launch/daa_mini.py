@@ -341,7 +341,8 @@ def table_md(s: dict) -> str:
     v = s["verdict"]
     if v.get("status") != "incomplete":
         lines.append("")
-        lines.append(f"daa − baseline: **{v['gain_db']:+.2f} dB** (pooled seed std {v['pooled_std']:.2f}); "
+        std = "no std from 1 seed" if math.isnan(v["pooled_std"]) else f"pooled seed std {v['pooled_std']:.2f}"
+        lines.append(f"daa − baseline: **{v['gain_db']:+.2f} dB** ({std}); "
                      + (f"oracle − baseline {v['oracle_gap_db']:+.2f} dB; " if "oracle_gap_db" in v else "")
                      + f"source-test change {-v['source_loss_db']:+.2f} dB → **{v['status']}**")
     return "\n".join(lines)
