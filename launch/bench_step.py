@@ -122,25 +122,25 @@ def fmt_bytes(n: float) -> str:
     return f"{n / 2**20:,.2f} MiB"
 
 
-def check_csv(path: Path) -> None:
+def check_csv(path: Path, fields: tuple[str, ...] = CSV_FIELDS) -> None:
     """Refuse to append to a CSV written with another column set (rows would be misaligned)."""
     if path.exists() and path.stat().st_size:
         with path.open() as f:
             header = f.readline().strip()
-        if header != ",".join(CSV_FIELDS):
+        if header != ",".join(fields):
             raise SystemExit(f"{path} has a different header; pass another --csv path")
 
 
-def append_csv(path: Path, rows: list[dict]) -> None:
+def append_csv(path: Path, rows: list[dict], fields: tuple[str, ...] = CSV_FIELDS) -> None:
     if not rows:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
     with path.open("a") as f:
         if new:
-            f.write(",".join(CSV_FIELDS) + "\n")
+            f.write(",".join(fields) + "\n")
         for r in rows:
-            f.write(",".join(str(r.get(k, "")).replace(",", ";") for k in CSV_FIELDS) + "\n")
+            f.write(",".join(str(r.get(k, "")).replace(",", ";") for k in fields) + "\n")
 
 
 def _parse_ints(s: str) -> list[int]:

@@ -13,7 +13,6 @@ the host), so this is a CPU tool. Rows are appended to docs/benchmarks/step_prof
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as _dt
 import sys
 from pathlib import Path
@@ -28,6 +27,8 @@ import bench_step as bs  # noqa: E402  (shares StepRunner, sizes and CSV metadat
 
 # aten ops that do convolution arithmetic (forward and the input/weight gradients) on CPU back-ends
 CONV_OPS = ("conv", "mkldnn_convolution", "convolution_backward", "_slow_conv2d")
+CSV_FIELDS = ("timestamp", "git_sha", "device", "threads", "torch", "batch", "size", "form", "total_s", "conv_s",
+              "conv_share", "ceiling")
 
 
 def is_conv(name: str) -> bool:
@@ -64,6 +65,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.batch < 1 or a.size < 8 or a.steps < 1:
         raise SystemExit("error: --batch and --steps must be >= 1 and --size >= 8")
+    bs.check_csv(Path(a.csv), CSV_FIELDS)
     if a.threads:
         torch.set_num_threads(a.threads)
     from daa.models import build_diffusion_unet, build_restorer
@@ -92,17 +94,11 @@ def main(argv=None) -> int:
     print(f"measured ratio (profiled totals) {off['total'] / ours['total']:.2f}×; ceiling for any re-arrangement "
           f"of the non-convolution work = official total / our convolution time = {ceiling:.2f}×")
     path = Path(a.csv)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.writer(f)
-        if new:
-            w.writerow(["timestamp", "git_sha", "device", "threads", "torch", "batch", "size", "form", "total_s",
-                        "conv_s", "conv_share", "ceiling"])
-        for impl, r in res.items():
-            w.writerow([_dt.datetime.now().isoformat(timespec="seconds"), bs._sha(), bs.device_name(
-                torch.device("cpu")), torch.get_num_threads(), torch.__version__, a.batch, a.size, impl,
-                f"{r['total']:.4f}", f"{r['conv']:.4f}", f"{r['conv'] / r['total']:.4f}", f"{ceiling:.3f}"])
+    meta = dict(timestamp=_dt.datetime.now().isoformat(timespec="seconds"), git_sha=bs._sha(),
+                device=bs.device_name(torch.device("cpu")), threads=torch.get_num_threads(), torch=torch.__version__,
+                batch=a.batch, size=a.size, ceiling=f"{ceiling:.3f}")
+    bs.append_csv(path, [dict(meta, form=impl, total_s=f"{r['total']:.4f}", conv_s=f"{r['conv']:.4f}",
+                              conv_share=f"{r['conv'] / r['total']:.4f}") for impl, r in res.items()], CSV_FIELDS)
     print(f"rows appended to {path}")
     return 0
 

@@ -93,16 +93,15 @@ def _known_failure(e: BaseException, cfg, in_fit: bool) -> str | None:
     first = next((x.strip() for x in text.splitlines() if x.strip()), type(e).__name__)
     first = re.sub(r"^\[[^\]]*\]\s*", "", first)  # gloo's "[/path/to/pair.cc:534] " source location
     timeout = f"run.dist_timeout_minutes={cfg.run.dist_timeout_minutes:g}" if cfg is not None else "the timeout"
+    dist_error = getattr(dist, "DistError", ())
     if not in_fit and not dist.is_initialized():
         # the group never formed: rank 0 waited for ranks that never came, or a rank never reached rank 0's store
-        dist_error = getattr(dist, "DistError", ())
         if isinstance(e, dist_error) and ("waiting for clients" in text or
                                           ("timed out" in text and "trying to connect" in text)):
             return (f"rank {rank}: the process group did not form within {timeout} ({type(e).__name__}: "
                     f"{first[:200]}); a rank did not start or died during start-up, or MASTER_ADDR/MASTER_PORT "
                     "differ between ranks: check the other ranks' output, then rerun the same command")
         return None
-    dist_error = getattr(dist, "DistError", ())
     if isinstance(e, dist_error) or (isinstance(e, RuntimeError) and any(
             k in text for k in ("gloo", "Gloo", "NCCL", "Connection closed by peer", "Connection reset", "timed out"))):
         when = "" if in_fit else " during start-up"

@@ -31,3 +31,11 @@ def test_profile_writes_both_forms(tmp_path, capsys):
 def test_bad_arguments():
     with pytest.raises(SystemExit, match="--batch"):
         profile_step.main(["--batch", "0"])
+
+
+def test_refuses_a_csv_of_another_layout(tmp_path):
+    other = tmp_path / "step.csv"
+    other.write_text("timestamp,git_sha,device\nx,y,z\n")
+    with pytest.raises(SystemExit, match="different header"):
+        profile_step.main(["--csv", str(other)])
+    assert other.read_text() == "timestamp,git_sha,device\nx,y,z\n"  # untouched

@@ -71,7 +71,6 @@ def test_restore_cli_errors_and_no_overwrite(tmp_path, weights, capsys):
     assert all(line.startswith("error: ") for line in err) and len(err) == 3
 
 
-
 def test_restore_names_an_unsupported_channel_count(tmp_path, weights, capsys):
     """A multispectral (5-channel) TIFF, which OpenCV refuses to decode, is reported by its channel count (#7)."""
     tifffile = pytest.importorskip("tifffile")
@@ -82,6 +81,7 @@ def test_restore_names_an_unsupported_channel_count(tmp_path, weights, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "ms.tif: unsupported channel count 5" in err[0], err
     assert not (tmp_path / "o").exists()
+
 
 def test_evaluate_cli(tmp_path, capsys):
     gt, pred = tmp_path / "gt", tmp_path / "pred"
