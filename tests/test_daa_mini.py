@@ -131,3 +131,13 @@ def test_bad_arguments_are_one_line_errors(argv, words, tmp_path):
     msg = str(e.value)
     assert msg.startswith("error: ") and words in msg and "\n" not in msg
     assert not (tmp_path / "d").exists() and not (tmp_path / "o").exists()  # refused before touching anything
+
+
+def test_table_with_one_seed_says_so():
+    inputs = {k: {"psnr": 20.0, "ssim": 0.5} for k in ("target", "source")}
+    results = [{"variant": v, "seed": 0, "target": {"psnr": p, "ssim": 0.6}, "source": {"psnr": 24.0, "ssim": 0.7}}
+               for v, p in (("baseline", 25.0), ("daa", 25.4))]
+    md = daa_mini.table_md(daa_mini.summarize("noise", inputs, results))
+    assert "no std from 1 seed" in md and "nan" not in md
+    results += [dict(r, seed=1) for r in results]
+    assert "pooled seed std 0.00" in daa_mini.table_md(daa_mini.summarize("noise", inputs, results))
