@@ -35,7 +35,7 @@ class ModelConfig:
     restorer_args: dict[str, Any] = field(default_factory=dict)
     """Field overrides of the restorer's config dataclass."""
     restorer_init: str = "kaiming"
-    """'kaiming' (official init_weights) or 'torch'."""
+    """'kaiming' (official init_weights), 'identity' (kaiming, output conv zeroed: R starts as x + 0), or 'torch'."""
     diffusion_preset: str = "default"
     diffusion_args: dict[str, Any] = field(default_factory=dict)
     """Field overrides of DiffusionUNetConfig (e.g. inner_channel, dropout, init, use_checkpoint)."""
@@ -134,8 +134,9 @@ class TrainConfig:
                 raise ConfigError(f"run.{name} must be > 0, got {getattr(r, name)}")
         if d.patch_size < 8:
             raise ConfigError(f"data.patch_size must be >= 8, got {d.patch_size}")
-        if self.model.restorer_init not in ("kaiming", "torch"):
-            raise ConfigError(f"model.restorer_init must be kaiming or torch, got {self.model.restorer_init!r}")
+        if self.model.restorer_init not in ("kaiming", "identity", "torch"):
+            raise ConfigError("model.restorer_init must be kaiming, identity or torch, got "
+                              f"{self.model.restorer_init!r}")
         if r.kernels not in ("auto", "triton", "torch"):
             raise ConfigError(f"run.kernels must be auto, triton or torch, got {r.kernels!r}")
         if self.optim.lr <= 0:

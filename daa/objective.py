@@ -142,14 +142,27 @@ class DAAObjective(nn.Module):
         if x_r.shape != x_s.shape or target.shape != x_s.shape:
             raise ValueError(f"x_s, x_r and the target must share one shape; got {tuple(x_s.shape)}, "
                              f"{tuple(x_r.shape)}, {tuple(target.shape)}")
+        r_s, r_r = self.restore_pair(x_s, x_r)
+        return self.loss_from_residuals(batch, r_s, r_r, alpha, draws, generator)
+
+    def restore_pair(self, x_s: torch.Tensor, x_r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """R's residuals on the synthetic and the real batch: one call on [x_s; x_r], or two (BatchNorm)."""
+        if self.joint_restorer:
+            r = self.restorer(torch.cat([x_s, x_r], 0))
+            return r[:x_s.shape[0]], r[x_s.shape[0]:]
+        return self.restorer(x_s), self.restorer(x_r)
+
+    def loss_from_residuals(self, batch: dict[str, torch.Tensor], r_s: torch.Tensor, r_r: torch.Tensor,
+                            alpha: float, draws: StepDraws | None = None,
+                            generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """The daa / daa_ref loss given R's residuals r_s = R(x_s), r_r = R(x_r) (forward = restore_pair + this;
+        daa.diagnose calls it with leaf residuals to read the loss's gradient on R's outputs)."""
+        cfg = self.cfg
+        x_s, y_s, x_r = batch["x_s"], batch["y_s"], batch["x_r"]
+        target = _need(batch, "y_ref") if cfg.mode == "daa_ref" else y_s
         b = x_s.shape[0]
         if draws is None:
             draws = self.draw(b, x_s.shape[1:], x_s.device, generator, dtype=x_s.dtype)
-        if self.joint_restorer:
-            r = self.restorer(torch.cat([x_s, x_r], 0))
-            r_s, r_r = r[:b], r[b:]
-        else:
-            r_s, r_r = self.restorer(x_s), self.restorer(x_r)
 
         if cfg.uses_negatives and cfg.detach_negatives:
             pos, y_hat_s = build_conditions(target, x_s, x_r, r_s, r_r, draws.gammas, draws.swap_pos, None,

@@ -85,17 +85,22 @@ SPLIT_E = {"FreshFlower", "Kite", "life_by_Aitzol_Berasategi", "Picture_1A_by_fr
 SPLIT_S_D = {"Bridge_by_Sander_Klootwijk", "Picture_0B_by_freespace", "aitzgorri_by_Aitzol_Berasategi",
              "picosdeeuropa_by_Aitzol_Berasategi", "Aqua", "Dune", "GreenMeadow", "RainDrops", "BytheWater",
              "DarkestHour", "FallenLeaf", "OneStandsOut"}
+# V: validation photos, held out of U (issue #12): hyper-parameters are chosen on crops of these, never on E.
+# One lomiri-16.04, one mate and two plasma photos, textured ones (the textured-crop rule needs structure).
+SPLIT_V = {"Wine_by_Jakkub_Mede", "Garden", "ColdRipple", "Path"}
 # Pool-P-only fallback (no apt): smoke tests and CI only, too small for claims.
 FALLBACK = {"coffee": "E", "rocket": "E", "astronaut": "S", "china": "S", "grace_hopper": "S",
-            "chelsea": "U", "flower": "U", "motorcycle_left": "U"}
+            "chelsea": "U", "flower": "U", "motorcycle_left": "V"}
 
 
 def split_of(name: str, pool: str, have_pool_d: bool) -> str:
-    """Split pool ('E', 'S' or 'U') of a photo; pool P uses the fallback split when pool D is absent."""
+    """Split pool ('E', 'S', 'U' or 'V') of a photo; pool P uses the fallback split when pool D is absent."""
     if not have_pool_d:
         return FALLBACK[name]
     if name in SPLIT_E:
         return "E"
+    if name in SPLIT_V:
+        return "V"
     if pool == "P" or name in SPLIT_S_D:
         return "S"
     return "U"
@@ -302,10 +307,10 @@ def build(out: str, max_side: int = 1024, use_apt: bool = True, log: Callable[[s
     manifest = {"format": FORMAT_VERSION, "max_side": max_side,
                 "split_scheme": "full" if have_d else "pool_p_fallback", "photos": records}
     _write_json(os.path.join(out, MANIFEST), manifest)
-    counts = {k: sum(r["split"] == k for r in records) for k in "ESU"}
+    counts = {k: sum(r["split"] == k for r in records) for k in "ESUV"}
     n_p, n_d = sum(r["pool"] == "P" for r in records), sum(r["pool"] == "D" for r in records)
     log(f"photos: {len(records)} photos (pool P {n_p}, pool D {n_d}; {written} newly written) -> "
-        f"E {counts['E']} / S {counts['S']} / U {counts['U']} in {out}")
+        f"E {counts['E']} / S {counts['S']} / U {counts['U']} / V {counts['V']} in {out}")
     return load_manifest(out)
 
 

@@ -30,6 +30,7 @@ from .write import (
     UserError,
     _json_default,
     _Parser,
+    _profile_kw,
     corpus_split,
     list_images,
     match_pairs,
@@ -86,9 +87,9 @@ def build_corpus_split(args) -> list[dict]:
         entries = photos.load_manifest(args.corpus)
     except Exception as e:  # noqa: BLE001
         raise UserError(f"--corpus: cannot load the photo manifest of {args.corpus}: {type(e).__name__}: {e}") from None
-    pool = sorted((e for e in entries if corpus_split(e) == "E"), key=lambda e: e["name"])
+    pool = sorted((e for e in entries if corpus_split(e) == args.pool), key=lambda e: e["name"])
     if not pool:
-        raise UserError(f"--corpus: {args.corpus} has no pool-E photos")
+        raise UserError(f"--corpus: {args.corpus} has no pool-{args.pool} photos")
     items, c = [], args.crop
     for i, e in enumerate(pool):
         path = os.path.join(args.corpus, e["file"])
@@ -105,7 +106,8 @@ def build_corpus_split(args) -> list[dict]:
             seed = [args.seed, i, j + 1]
             item = {"name": e["name"], "file": e["file"], "box": [y, x, c, c], "seed": seed}
             cf = clean.astype(np.float32) / 255
-            tgt, tp = degrade.degrade(cf, args.task, "target", np.random.default_rng(seed))
+            tgt, tp = degrade.degrade(cf, args.task, "target", np.random.default_rng(seed),
+                                       **_profile_kw(args, "target"))
             src, sp = degrade.degrade(cf, args.task, "source", np.random.default_rng(seed + [1]))
             k = len(items)
             item.update(clean=_save(args.out, "clean", k, clean), degraded=_save(args.out, "degraded", k,
@@ -148,6 +150,15 @@ def build(args) -> dict:
         raise UserError("need --crop >= 0 and 1 <= --crops-per-image <= --candidates")
     if args.corpus and args.crop == 0:
         raise UserError("--corpus needs --crop > 0")
+    if not args.corpus and (args.pool != "E" or args.target_profile != "default"):
+        raise UserError("--pool and --target-profile choose corpus photos and their degradation: they need --corpus")
+    if args.corpus:
+        from .degrade import target_profile
+
+        try:
+            target_profile(args.task, args.target_profile)
+        except ValueError as e:
+            raise UserError(f"--target-profile: {e}") from None
     _prepare(args.out)
     try:
         items = build_corpus_split(args) if args.corpus else build_user_split(args)
@@ -203,7 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
   python -m data_shards.valset --corpus corpus/ --task denoise --out val/denoise
   python -m data_shards.valset --input polyu/noisy.txt --gt polyu/mean.txt --pair-by index \\
       --crop 256 --out val/polyu""")
-    p.add_argument("--corpus", help="offline photo corpus: its pool-E photos")
+    p.add_argument("--corpus", help="offline photo corpus: its pool-E photos (or --pool)")
+    p.add_argument("--pool", choices=("E", "V"), default="E",
+                   help="--corpus: E = the test photos, V = the validation photos (disjoint from E, S and U)")
+    p.add_argument("--target-profile", default="default",
+                   help="--corpus: named variant of the target degradation (data_shards.degrade.TARGET_PROFILES)")
     p.add_argument("--input", help="a real test set's degraded images (folder or list file)")
     p.add_argument("--gt", help="their ground truth (folder or list file)")
     p.add_argument("--pair-by", choices=("stem", "index"), default="stem")

@@ -282,7 +282,7 @@ def corpus_split(entry: dict) -> str | None:
     """The S/U/E split of a corpus record. data_shards.photos stores it as "split" (its "pool" is the photo's origin,
     P or D); a record with only "pool" in S/U/E is read the same way."""
     for key in ("split", "pool"):
-        if entry.get(key) in ("S", "U", "E"):
+        if entry.get(key) in ("S", "U", "E", "V"):
             return entry[key]
     return None
 
@@ -322,11 +322,17 @@ def corpus_samples(args, job: Job) -> Iterator[tuple[dict, dict]]:
         domain = "source" if job.stream == "syn" and not oracle else "target"
         peak = 255.0 if depth == 8 else 65535.0
         out, params = degrade.degrade(clean.astype(np.float32) / np.float32(peak), args.task, domain,
-                                      np.random.default_rng(seed))
+                                      np.random.default_rng(seed), **_profile_kw(args, domain))
         meta.update(degradation=params.get("name"), domain=domain, params=params,
                     clipped=bool(np.any(out < 0) or np.any(out > 1)))
         deg = quantize(out, depth)
         yield ({"gt.png": clean, "syn.png": deg} if job.stream == "syn" else {"real.png": deg}), meta
+
+
+def _profile_kw(args, domain: str) -> dict:
+    """degrade()'s profile argument: only for the target domain and a non-default profile."""
+    prof = getattr(args, "target_profile", "default")
+    return {"profile": prof} if domain == "target" and prof != "default" else {}
 
 
 def plan_user(args) -> dict[str, list[Job]]:
@@ -409,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="match --syn to --gt by relative path without extension (default) or sorted position")
     src.add_argument("--corpus", help="offline photo corpus (data_shards.photos manifest): pools S and U")
     src.add_argument("--no-ref", action="store_true", help="--corpus: do not write the ref stream")
+    src.add_argument("--target-profile", default="default",
+                     help="--corpus: named variant of the target degradation (data_shards.degrade.TARGET_PROFILES; "
+                          "denoise: default = camera noise + JPEG q60-90, sidd = calibrated lossless camera noise)")
     src.add_argument("--oracle", action="store_true",
                      help="--corpus: write only pool-U pairs (target-degraded input, clean gt) as the syn stream: the "
                           "crops and seeds of the real stream, for an oracle trained on the target domain")
@@ -449,6 +458,15 @@ def check_args(args) -> None:
         raise UserError("--tile, --stride and --crops-per-image must be >= 0; --maxcount and --maxsize > 0")
     if args.crops_per_image and not args.tile:
         raise UserError("--crops-per-image needs --tile (the crop size)")
+    if args.target_profile != "default":
+        if not args.corpus:
+            raise UserError("--target-profile chooses how --corpus photos are degraded: it needs --corpus")
+        from .degrade import target_profile
+
+        try:
+            target_profile(args.task, args.target_profile)
+        except ValueError as e:
+            raise UserError(f"--target-profile: {e}") from None
 
 
 def prepare_out(out: str, overwrite: bool) -> None:

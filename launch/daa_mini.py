@@ -32,17 +32,22 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from daa_mini_data import Task, digest, log, paths_only, polyu_split, prepare_data, sh  # noqa: E402
+
+__all__ = ["polyu_split"]  # re-exported: the PolyU scene split is part of this study's interface
 
 VARIANTS: dict[str, list[str]] = {
     "baseline": ["objective.mode=baseline"],
     "daa": ["objective.mode=daa"],
     "no-tricks": ["objective.mode=daa", "objective.channel_shuffle=false", "objective.residual_swap=false"],
     "cs-only": ["objective.mode=daa", "objective.residual_swap=false"],
+    "detach-neg": ["objective.mode=daa", "objective.detach_negatives=true"],
     "daa_ref": ["objective.mode=daa_ref"],
     "oracle": ["objective.mode=baseline"],  # + the oracle shards
 }
@@ -50,16 +55,12 @@ ALL_VARIANTS = list(VARIANTS)
 MAIN_VARIANTS = ["baseline", "daa", "oracle"]
 
 
-@dataclass(frozen=True)
-class Task:
-    task: str  # data_shards task
-    title: str
-    variants: tuple[str, ...]  # the default plan: the claims are in polyu/noise and rain, spend the budget there
-    y_metric: bool = False  # also report PSNR-Y (rain, as the paper)
-
-
+SOURCE_TASK = "noise"
+"""The corpus denoising task whose AWGN source splits the polyu task borrows."""
 TASKS = {
     # the ablations where the oracle gap is largest (rain); the other tasks: baseline / daa / oracle (budget ~2 h)
+    "camnoise": Task("denoise", "Denoising, camera noise calibrated on real sRGB noise", tuple(MAIN_VARIANTS),
+                     profile="sidd"),
     "polyu": Task("denoise", "Denoising, real camera noise (PolyU)", tuple(MAIN_VARIANTS)),
     "rain": Task("derain", "Deraining, realistic rain target", tuple(ALL_VARIANTS), y_metric=True),
     "noise": Task("denoise", "Denoising, realistic camera-noise target", tuple(MAIN_VARIANTS)),
@@ -67,97 +68,10 @@ TASKS = {
 }
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def sh(cmd: list[str], **kw) -> None:
-    log("$ " + " ".join(map(str, cmd)))
-    subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, **kw)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# data (built once per task, each step skipped when its manifest exists)
-# ----------------------------------------------------------------------------------------------------------------------
-def polyu_split(polyu: Path) -> dict[str, list[tuple[Path, Path]]]:
-    """(noisy, mean) pairs by split. Scenes = file name without the trailing index; 'plant_' is 'plant' re-shot."""
-    reals = sorted(polyu.glob("*_real.JPG")) + sorted(polyu.glob("*_real.jpg")) + sorted(polyu.glob("*_real.png"))
-    if not reals:
-        raise SystemExit(f"error: --polyu {polyu}: no *_real.JPG images (expected the PolyU real-noise pairs)")
-    scenes: dict[str, list[tuple[Path, Path]]] = {}
-    for r in reals:
-        stem = r.with_name(r.name.replace("_real.", "_mean."))
-        mean = next((m for m in (stem.with_suffix(x) for x in (r.suffix, ".JPG", ".jpg", ".png")) if m.is_file()), None)
-        if mean is None:
-            raise SystemExit(f"error: --polyu: {r.name} has no matching *_mean image")
-        scene = r.name.rsplit("_", 2)[0].rstrip("_")
-        scenes.setdefault(scene, []).append((r, mean))
-    names = sorted(scenes)
-    return {"train": [p for i, n in enumerate(names) if i % 2 == 0 for p in scenes[n]],
-            "test": [p for i, n in enumerate(names) if i % 2 == 1 for p in scenes[n]],
-            "scenes": {"train": names[0::2], "test": names[1::2]}}  # type: ignore[dict-item]
-
-
-def _write_list(path: Path, files: list[Path]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{f.resolve()}\n" for f in files))
-    return path
-
-
-def prepare_data(name: str, data: Path, photos: Path, polyu: Path | None, quick: bool) -> dict[str, Path]:
-    """Shards (source pairs + unpaired target inputs + clean refs), oracle shards, target and source test splits."""
-    py = sys.executable
-    t = TASKS[name]
-    root = data / name
-    shards, oracle, test = root / "shards", root / "oracle", root / "test"
-    crops = "8" if quick else "110"  # 18 S photos × 110 ≈ 2000 source patches of 96² (notes §3.3)
-    common = ["--tile", "96", "--crops-per-image", crops, "--seed", "0", "-q"]
-    if name == "polyu":
-        if polyu is None:
-            raise SystemExit("error: task polyu needs --polyu DIR (the PolyU real-noise pairs)")
-        split = polyu_split(polyu)
-        from data_shards import photos as photos_mod
-
-        s_pool = [photos / e["file"] for e in photos_mod.load_manifest(str(photos)) if e.get("split") == "S"]
-        lists = root / "lists"
-        s_list = _write_list(lists / "s_clean.txt", s_pool)
-        tr_real = _write_list(lists / "train_real.txt", [r for r, _ in split["train"]])
-        tr_mean = _write_list(lists / "train_mean.txt", [m for _, m in split["train"]])
-        te_real = _write_list(lists / "test_real.txt", [r for r, _ in split["test"]])
-        te_mean = _write_list(lists / "test_mean.txt", [m for _, m in split["test"]])
-        (lists / "scenes.json").write_text(json.dumps(split["scenes"], indent=1))
-        pc = ["--tile", "96", "--crops-per-image", "8" if quick else "64", "--seed", "0", "-q"]
-        if not (shards / "manifest.json").is_file():
-            sh([py, "-m", "data_shards.write", "--task", "denoise", "--gt", s_list, "--syn-on-the-fly", "--real",
-                tr_real, "--ref", s_list, "--out", shards, *pc])
-        if not (oracle / "manifest.json").is_file():
-            sh([py, "-m", "data_shards.write", "--task", "denoise", "--syn", tr_real, "--gt", tr_mean, "--pair-by",
-                "index", "--out", oracle, *pc])
-        if not (test / "manifest.json").is_file():
-            sh([py, "-m", "data_shards.valset", "--input", te_real, "--gt", te_mean, "--pair-by", "index",
-                "--crop", "128" if quick else "0", "--out", test])
-        # the source test of a denoiser: the corpus's pool-E crops with AWGN (the 'noise' task's split)
-        source_test = data / "noise" / "test"
-        if not (source_test / "manifest.json").is_file():
-            sh([py, "-m", "data_shards.valset", "--corpus", photos, "--task", "denoise", "--out", source_test,
-                "--seed", "0", *(["--crops-per-image", "2"] if quick else [])])
-        return dict(shards=shards, oracle=oracle, test=test, source_test=source_test)
-    extra = ["--syn-on-the-fly"] if t.task == "denoise" else []
-    if not (shards / "manifest.json").is_file():
-        sh([py, "-m", "data_shards.write", "--corpus", photos, "--task", t.task, "--out", shards, *extra, *common])
-    if not (oracle / "manifest.json").is_file():
-        sh([py, "-m", "data_shards.write", "--corpus", photos, "--task", t.task, "--oracle", "--no-ref", "--out",
-            oracle, *common])
-    if not (test / "manifest.json").is_file():
-        sh([py, "-m", "data_shards.valset", "--corpus", photos, "--task", t.task, "--out", test, "--seed", "0",
-            *(["--crops-per-image", "2"] if quick else [])])
-    return dict(shards=shards, oracle=oracle, test=test, source_test=test)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -183,9 +97,12 @@ def config_digest(sets: list[str]) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def train_run(run_dir: Path, sets: list[str], threads: int) -> None:
-    if (run_dir / "export" / "restorer_ema.safetensors").is_file() and (run_dir / "done").is_file():
-        return
+def train_run(run_dir: Path, sets: list[str], threads: int) -> float:
+    """Train (or resume) one run; returns its training seconds (recorded in run_dir/done)."""
+    done = run_dir / "done"
+    if (run_dir / "export" / "restorer_ema.safetensors").is_file() and done.is_file():
+        return float(done.read_text().strip() or 0)
+    t0 = time.time()
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items()
            if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
@@ -199,7 +116,9 @@ def train_run(run_dir: Path, sets: list[str], threads: int) -> None:
     if rc != 0:
         tail = (run_dir / "train.log").read_text().strip().splitlines()[-1:]
         raise RuntimeError(f"training {run_dir} failed (exit {rc}): {tail[0] if tail else ''} — see train.log")
-    (run_dir / "done").write_text("")
+    secs = round(time.time() - t0, 1)
+    done.write_text(f"{secs}\n")
+    return secs
 
 
 _EVAL_LOCK = threading.Lock()
@@ -231,7 +150,7 @@ def evaluate_split(net, meta, split: Path, domain: str, y_metric: bool) -> dict:
     return {k: float(np.mean(v)) for k, v in out.items()} | {"psnr_each": out["psnr"], "n": len(x)}
 
 
-def evaluate_run(run_dir: Path, paths: dict[str, Path], task: str) -> dict:
+def evaluate_run(run_dir: Path, paths: dict[str, Path], task: str, split: str) -> dict:
     import torch
 
     from daa.export import load_restorer
@@ -240,19 +159,19 @@ def evaluate_run(run_dir: Path, paths: dict[str, Path], task: str) -> dict:
         torch.set_num_threads(1)
         net, meta = load_restorer(run_dir / "export" / "restorer_ema.safetensors")
         with torch.no_grad():
-            return {"target": evaluate_split(net, meta, paths["test"], "target", TASKS[task].y_metric),
-                    "source": evaluate_split(net, meta, paths["source_test"], "source", TASKS[task].y_metric)}
+            return {"target": evaluate_split(net, meta, paths[split], "target", TASKS[task].y_metric),
+                    "source": evaluate_split(net, meta, paths[f"source_{split}"], "source", TASKS[task].y_metric)}
 
 
-def input_result(paths: dict[str, Path], task: str) -> dict:
+def input_result(paths: dict[str, Path], task: str, split: str = "test") -> dict:
     import numpy as np
 
     from daa import metrics
     from data_shards.valset import load_valset
 
     res = {}
-    for key, split, domain in (("target", paths["test"], "target"), ("source", paths["source_test"], "source")):
-        x, y = load_valset(str(split), domain=domain)
+    for key, sp, domain in (("target", paths[split], "target"), ("source", paths[f"source_{split}"], "source")):
+        x, y = load_valset(str(sp), domain=domain)
         d = {"psnr": float(np.mean(_psnr(x, y))), "ssim": float(np.mean(metrics.ssim(x, y))), "n": len(x)}
         if TASKS[task].y_metric:
             d["psnr_y"] = float(np.mean(metrics.psnr_y(x, y)))
@@ -260,27 +179,48 @@ def input_result(paths: dict[str, Path], task: str) -> dict:
     return res
 
 
+def result_path(out: Path, task: str, variant: str, seed: int, split: str) -> Path:
+    """The test split's result is result.json (what `make reproduce` reports); the validation's result_val.json."""
+    return out / task / variant / f"s{seed}" / ("result.json" if split == "test" else f"result_{split}.json")
+
+
 def one_run(out: Path, task: str, variant: str, seed: int, paths: dict[str, Path], extra: list[str],
-            threads: int) -> dict:
+            threads: int, split: str = "test") -> dict:
+    """Train (or reuse) one run and score it on `split` ('val' or 'test'). A cached result counts only while its
+    training config and training data are unchanged; if only the evaluation split changed, it is re-scored."""
     run_dir = out / task / variant / f"s{seed}"
-    res_path = run_dir / "result.json"
+    res_path = result_path(out, task, variant, seed, split)
     sets = run_overrides(task, variant, seed, paths, run_dir, extra)
-    digest = config_digest(sets)
-    if res_path.is_file():
-        res = json.loads(res_path.read_text())
-        if res.get("config_digest") != digest:
-            raise RuntimeError(f"{run_dir} holds a result of another training config (the YAML or --set changed); "
-                               "use another --out, or move that folder away to retrain it")
-        return res
-    t0 = time.time()
-    train_run(run_dir, sets, threads)
-    res = {"task": task, "variant": variant, "seed": seed, "overrides": sets, "config_digest": digest,
-           **evaluate_run(run_dir, paths, task),
-           "train_s": round(time.time() - t0, 1)}
+    cfg_digest = config_digest(sets)
+    data_digest = digest(paths["oracle"] if variant == "oracle" else paths["shards"])
+    eval_digest = digest(paths[split], paths[f"source_{split}"])
+    res = json.loads(res_path.read_text()) if res_path.is_file() else None
+    if res is not None:
+        if res.get("config_digest") != cfg_digest or res.get("data_digest", data_digest) != data_digest:
+            raise RuntimeError(f"{run_dir} holds a result of another training config or training data (the YAML, "
+                               "--set or the shards changed); use another --out, or move that folder away to "
+                               "retrain it")
+        if res.get("eval_digest") == eval_digest:
+            return res
+    train_s = train_run(run_dir, sets, threads)
+    res = {"task": task, "variant": variant, "seed": seed, "split": split, "overrides": sets,
+           "config_digest": cfg_digest, "data_digest": data_digest, "eval_digest": eval_digest,
+           "commit": git_commit(), **evaluate_run(run_dir, paths, task, split), "train_s": train_s}
     res_path.write_text(json.dumps(res, indent=1))
-    log(f"{task}/{variant}/s{seed}: target {res['target']['psnr']:.2f} dB, source {res['source']['psnr']:.2f} dB "
-        f"({res['train_s']:.0f} s)")
+    log(f"{task}/{variant}/s{seed} [{split}]: target {res['target']['psnr']:.2f} dB, source "
+        f"{res['source']['psnr']:.2f} dB ({res['train_s']:.0f} s)")
     return res
+
+
+def git_commit() -> str | None:
+    """The commit the runs are made from (with '+dirty' when the tree has changes), recorded in every result."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return sha.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -292,7 +232,7 @@ def _ms(xs: list[float]) -> tuple[float, float]:
     return m, s
 
 
-def summarize(task: str, inputs: dict, results: list[dict]) -> dict:
+def summarize(task: str, inputs: dict, results: list[dict], split: str = "test") -> dict:
     rows = {"input": {"target": (inputs["target"]["psnr"], 0.0), "target_ssim": inputs["target"]["ssim"],
                       "source": (inputs["source"]["psnr"], 0.0), "n": 0}}
     if TASKS[task].y_metric:
@@ -308,7 +248,10 @@ def summarize(task: str, inputs: dict, results: list[dict]) -> dict:
                    "train_s": sum(r.get("train_s", 0) for r in rs)}
         if TASKS[task].y_metric:
             rows[v]["target_y"] = _ms([r["target"]["psnr_y"] for r in rs])
-    return {"task": task, "title": TASKS[task].title, "rows": rows, "verdict": verdict(rows)}
+    v = verdict(rows)
+    if split != "test" and v["status"] != "incomplete":
+        v["status"] = "validation split: no verdict"  # verdicts are read on the test split only
+    return {"task": task, "title": TASKS[task].title, "split": split, "rows": rows, "verdict": v}
 
 
 def verdict(rows: dict) -> dict:
@@ -344,7 +287,7 @@ def table_md(s: dict) -> str:
         std = "no std from 1 seed" if math.isnan(v["pooled_std"]) else f"pooled seed std {v['pooled_std']:.2f}"
         lines.append(f"daa − baseline: **{v['gain_db']:+.2f} dB** ({std}); "
                      + (f"oracle − baseline {v['oracle_gap_db']:+.2f} dB; " if "oracle_gap_db" in v else "")
-                     + f"source-test change {-v['source_loss_db']:+.2f} dB → **{v['status']}**")
+                     + f"source-{s.get('split', 'test')} change {-v['source_loss_db']:+.2f} dB → **{v['status']}**")
     return "\n".join(lines)
 
 
@@ -364,7 +307,7 @@ def bar_plot(s: dict, path: Path) -> None:
     ax.set_ylim(lo, max(m + e for m, e in zip(means, stds)) + 0.5)
     for i, m in enumerate(means):
         ax.text(i, m + 0.05, f"{m:.2f}", ha="center", va="bottom", fontsize=8)
-    ax.set_ylabel("PSNR on the target test (dB)")
+    ax.set_ylabel(f"PSNR on the target {s.get('split', 'test')} split (dB)")
     ax.set_title(s["title"] + " — mean ± std over seeds")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -373,20 +316,22 @@ def bar_plot(s: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def report(out: Path, summaries: list[dict], report_dir: Path | None) -> None:
+def report(out: Path, summaries: list[dict], report_dir: Path | None, split: str = "test") -> None:
+    """Tables, plots and summary.json of one split (validation files carry a _val suffix)."""
+    sfx = "" if split == "test" else f"_{split}"
     md = []
     for s in summaries:
-        md += [f"### {s['title']} (`{s['task']}`)", "", table_md(s), ""]
-        bar_plot(s, out / f"{s['task']}.png")
-        if report_dir is not None:
-            bar_plot(s, report_dir / f"{s['task']}.png")
+        md += [f"### {s['title']} (`{s['task']}`, {split} split)", "", table_md(s), ""]
+        for d in (out, report_dir) if report_dir is not None else (out,):
+            bar_plot(s, d / f"{s['task']}{sfx}.png")
     text = "\n".join(md)
-    (out / "summary.md").write_text(text)
-    (out / "summary.json").write_text(json.dumps(summaries, indent=1))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"summary{sfx}.md").write_text(text)
+    (out / f"summary{sfx}.json").write_text(json.dumps(summaries, indent=1))
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / "tables.md").write_text(text)
-        (report_dir / "summary.json").write_text(json.dumps(summaries, indent=1))
+        (report_dir / f"tables{sfx}.md").write_text(text)
+        (report_dir / f"summary{sfx}.json").write_text(json.dumps(summaries, indent=1))
     print("\n" + text, flush=True)
 
 
@@ -399,7 +344,10 @@ def parse_args(argv=None):
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--polyu", default=str(ROOT.parent / "shared" / "data" / "real_noise_polyu"),
                    help="PolyU real-noise pairs (*_real.JPG / *_mean.JPG); task polyu is skipped when missing")
-    p.add_argument("--data", default=".data", help="photo corpus at DATA/photos, DAA-mini data at DATA/daa_mini")
+    p.add_argument("--split", choices=("val", "test"), default="test",
+                   help="score the runs on the validation split (choosing a config) or the test split (once per "
+                        "final config); a run trained for one is reused for the other")
+    p.add_argument("--data", default=".data", help="photo corpus at DATA/photos, DAA-mini data at DATA/daa_mini2")
     p.add_argument("--out", default="runs/daa_mini")
     p.add_argument("--jobs", type=int, default=2, help="runs trained at once (one process each)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
@@ -436,23 +384,25 @@ def main(argv=None) -> int:
         seeds = [int(s) for s in a.seeds.split(",")]
     except ValueError:
         raise SystemExit(f"error: --seeds must be a comma list of integers, got {a.seeds!r}") from None
-    data_root = data / ("daa_mini_quick" if a.quick else "daa_mini")
+    # daa_mini2: the corpus has a validation pool V since issue #12, so data written before lives elsewhere
+    data_root = data / ("daa_mini_quick2" if a.quick else "daa_mini2")
     # --quick: a small pool-P-only corpus of its own (no apt, seconds to build); the study uses the full corpus
     photos = data_root / "photos" if a.quick else data / "photos"
     t0 = time.time()
     if not a.report_only:
         sh([sys.executable, "-m", "data_shards.photos", "--out", photos,
             *(["--no-apt", "--max-side", "256"] if a.quick else [])])
-    paths = {t: prepare_data(t, data_root, photos, polyu, a.quick) if not a.report_only else
-             _paths_only(t, data_root) for t in tasks}
+    paths = {t: prepare_data(t, TASKS[t], data_root, photos, polyu, a.quick, SOURCE_TASK) if not a.report_only
+             else paths_only(t, data_root, SOURCE_TASK) for t in tasks}
     jobs = [(t, v, s) for t in tasks for v in (variants or TASKS[t].variants) for s in seeds]
     results: list[dict] = []
     if not a.report_only:
-        log(f"{len(jobs)} runs ({sum(not (out / t / v / f's{s}' / 'result.json').is_file() for t, v, s in jobs)} "
-            f"to train), {a.jobs} at a time")
+        todo = sum(not (out / t / v / f"s{s}" / "done").is_file() for t, v, s in jobs)
+        log(f"{len(jobs)} runs ({todo} to train), scored on the {a.split} split, {a.jobs} at a time")
         failures = []
         with ThreadPoolExecutor(a.jobs) as pool:
-            futs = {pool.submit(one_run, out, t, v, s, paths[t], a.extra, a.threads): (t, v, s) for t, v, s in jobs}
+            futs = {pool.submit(one_run, out, t, v, s, paths[t], a.extra, a.threads, a.split): (t, v, s)
+                    for t, v, s in jobs}
             for f, key in futs.items():
                 try:
                     results.append(f.result())
@@ -462,19 +412,14 @@ def main(argv=None) -> int:
             log(f"FAILED {msg}")
     else:
         for t, v, s in jobs:
-            p = out / t / v / f"s{s}" / "result.json"
+            p = result_path(out, t, v, s, a.split)
             if p.is_file():
                 results.append(json.loads(p.read_text()))
-    summaries = [summarize(t, input_result(paths[t], t), [r for r in results if r["task"] == t]) for t in tasks]
-    report(out, summaries, resolve(a.report_dir) if a.report_dir else None)
+    summaries = [summarize(t, input_result(paths[t], t, a.split), [r for r in results if r["task"] == t], a.split)
+                 for t in tasks]
+    report(out, summaries, resolve(a.report_dir) if a.report_dir else None, a.split)
     log(f"DAA-mini done in {time.time() - t0:.0f} s (results in {out})")
     return 1 if not a.report_only and len(results) < len(jobs) else 0
-
-
-def _paths_only(task: str, data_root: Path) -> dict[str, Path]:
-    root = data_root / task
-    src = data_root / "noise" / "test" if task == "polyu" else root / "test"
-    return dict(shards=root / "shards", oracle=root / "oracle", test=root / "test", source_test=src)
 
 
 if __name__ == "__main__":

@@ -61,17 +61,18 @@ def test_diffusion_pixel_unshuffle_preset():
 def test_polyu_split_by_scene(tmp_path):
     rng = np.random.default_rng(0)
     names = ["CamA_1_2_3_chair_1", "CamA_1_2_3_chair_2", "CamB_4_5_6_plant_3", "CamB_4_5_6_plant__7",
-             "CamC_1_1_1_toy_5", "CamD_2_2_2_wall_9"]
+             "CamC_1_1_1_toy_5", "CamD_2_2_2_wall_9", "CamE_3_3_3_zoo_1"]
     for n in names:
         for kind in ("real", "mean"):
             Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / f"{n}_{kind}.JPG")
     split = daa_mini.polyu_split(tmp_path)
     scenes = split["scenes"]
-    assert not set(scenes["train"]) & set(scenes["test"])
-    assert sorted(scenes["train"] + scenes["test"]) == ["CamA_1_2_3_chair", "CamB_4_5_6_plant", "CamC_1_1_1_toy",
-                                                        "CamD_2_2_2_wall"]  # 'plant_' is the plant scene re-shot
-    assert len(split["train"]) + len(split["test"]) == 6
-    for r, m in split["train"] + split["test"]:
+    # three disjoint scene sets: sorted positions 0, 2 mod 4 train; 1 mod 4 test; 3 mod 4 validation
+    assert scenes == {"train": ["CamA_1_2_3_chair", "CamC_1_1_1_toy", "CamE_3_3_3_zoo"],
+                      "test": ["CamB_4_5_6_plant"],  # 'plant_' is the plant scene re-shot: both pairs go to test
+                      "val": ["CamD_2_2_2_wall"]}
+    assert [len(split[k]) for k in ("train", "test", "val")] == [4, 2, 1]
+    for r, m in split["train"] + split["test"] + split["val"]:
         assert r.name.replace("_real.", "_mean.") == m.name
     (tmp_path / "CamD_2_2_2_wall_9_mean.JPG").unlink()
     with pytest.raises(SystemExit, match="no matching"):

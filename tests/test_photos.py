@@ -24,9 +24,10 @@ def test_manifest_pools_disjoint_and_files_match(corpus):
     assert len(recs) >= 5 and all(r["pool"] == "P" for r in recs)
     names = [r["name"] for r in recs]
     assert len(set(names)) == len(names)
-    by_split = {k: {r["name"] for r in recs if r["split"] == k} for k in "ESU"}
+    by_split = {k: {r["name"] for r in recs if r["split"] == k} for k in "ESUV"}
     assert set().union(*by_split.values()) == set(names)
-    assert not (by_split["E"] & by_split["S"] or by_split["E"] & by_split["U"] or by_split["S"] & by_split["U"])
+    assert sum(map(len, by_split.values())) == len(names)  # disjoint
+    assert all(by_split[k] for k in "ESUV")
     assert by_split["E"] == {"coffee", "rocket"}  # the pool-P-only fallback split of notes §3.3
     with open(os.path.join(corpus, "manifest.json")) as f:
         assert json.load(f)["split_scheme"] == "pool_p_fallback"
@@ -66,9 +67,9 @@ def test_non_corpus_dir_is_refused_in_one_line(tmp_path):
 
 
 def test_full_split_is_disjoint_and_sized():
-    # With pool D present (the apt build), the split of notes §3.3: E 8, S 18, U 17, disjoint.
+    # With pool D present (the apt build), the split of notes §3.3 with V held out of U: E 8, S 18, U 13, V 4.
     p_names = [n for n, *_ in photos.POOL_P]
     d_names = [n for items in photos.POOL_D.values() for n, _ in items]
     splits = [photos.split_of(n, "P", True) for n in p_names] + [photos.split_of(n, "D", True) for n in d_names]
     assert len(d_names) == len(set(d_names)) == 35
-    assert (splits.count("E"), splits.count("S"), splits.count("U")) == (8, 18, 17)
+    assert (splits.count("E"), splits.count("S"), splits.count("U"), splits.count("V")) == (8, 18, 13, 4)

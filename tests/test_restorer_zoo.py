@@ -119,3 +119,27 @@ def test_restormer_withbias_and_dual_pixel():
         y = net(torch.rand(1, 6, 9, 10))
     assert y.shape == (1, 3, 9, 10) and torch.isfinite(y).all()
     assert "skip_conv.weight" in net.state_dict() and "latent.0.norm1.body.bias" in net.state_dict()
+
+
+@pytest.mark.parametrize("name", ["unet", "mini", *NAMES])
+def test_identity_init_starts_as_the_identity_and_still_learns(name):
+    net = build_restorer(name, "tiny", init="identity")
+    x = torch.rand(2, 3, 17, 23)
+    assert net(x).abs().max() == 0  # x + R(x) = x at step 0
+    layer = net.output_layer()
+    if name in LAST_LAYER:
+        assert layer is net.get_submodule(LAST_LAYER[name])
+    assert layer.weight.abs().sum() == 0
+    # the rest keeps the official kaiming init, so the zeroed layer gets a gradient and training can start
+    ref = build_restorer(name, "tiny", init="kaiming")
+    others = [(n, p) for n, p in net.named_parameters() if not n.startswith(_name_of(net, layer))]
+    assert any(p.abs().sum() > 0 for _, p in others)
+    (x + net(x) - torch.rand_like(x)).square().mean().backward()
+    assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+    assert count_parameters(net) == count_parameters(ref)
+    with pytest.raises(ValueError, match="restorer init must be one of"):
+        build_restorer(name, "tiny", init="zeros")
+
+
+def _name_of(root: torch.nn.Module, module: torch.nn.Module) -> str:
+    return next(n for n, m in root.named_modules() if m is module)

@@ -41,6 +41,15 @@ class Restorer(nn.Module):
     out_channels: int = 3
     size_multiple: int = 1
 
+    output_layer_name: str | None = None
+    """Attribute name of the layer that produces the residual; None = the last convolution registered."""
+
+    def output_layer(self) -> nn.Module:
+        """The layer whose output is the residual (zeroed by init='identity')."""
+        if self.output_layer_name is not None:
+            return getattr(self, self.output_layer_name)
+        return [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
+
     def body(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -126,6 +126,8 @@ class NAFNet(Restorer):
             chan //= 2
             self.decoders.append(blocks(chan, n))
 
+    output_layer_name = "ending"  # registered before the encoders
+
     def body(self, x: torch.Tensor) -> torch.Tensor:
         x = self.intro(x)
         skips = []

@@ -65,13 +65,25 @@ def build_restorer(name: str, preset: str = "default", init: str = "kaiming", **
     """Build a residual restorer by name: 'unet' (paper default), 'dncnn', 'nafnet', 'restormer'.
 
     init='kaiming' applies the official `init_weights` (kaiming_normal_ fan_in on conv/linear weights, zero bias,
-    spec §2.5); init='torch' keeps PyTorch's default initialisation.
+    spec §2.5); init='identity' does the same and then zeroes the output convolution, so the residual restorer starts
+    as the identity map (x + R(x) = x) instead of adding a random residual; init='torch' keeps PyTorch's default.
     """
-    if init not in ("kaiming", "torch"):
-        raise ValueError(f"restorer init must be 'kaiming' or 'torch', got {init!r}")
+    if init not in INITS:
+        raise ValueError(f"restorer init must be one of {', '.join(INITS)}, got {init!r}")
     cfg = restorer_config(name, preset, **overrides)
     net = _RESTORERS[name].build(cfg)
-    return kaiming_init_(net) if init == "kaiming" else net
+    if init == "torch":
+        return net
+    kaiming_init_(net)
+    if init == "identity":
+        out = net.output_layer()
+        nn.init.zeros_(out.weight)
+        if out.bias is not None:
+            nn.init.zeros_(out.bias)
+    return net
+
+
+INITS = ("kaiming", "identity", "torch")
 
 
 def _load_all() -> None:

@@ -30,17 +30,48 @@ _REGISTRY: dict[tuple[str, str], Callable[..., tuple[np.ndarray, dict]]] = {
 }
 
 
+TARGET_PROFILES: dict[str, dict[str, dict]] = {
+    "denoise": {
+        "default": {},
+        # Camera noise calibrated on real sRGB noise (docs/RESULTS.md, "noise statistics"; measured with
+        # `python -m data_shards.noise_stats`): Brooks unprocessing + the chroma noise reduction and sharpening every
+        # camera ISP runs, stored losslessly (SIDD's sRGB images are PNG). Its lag-1 autocorrelation (0.50 vs 0.45),
+        # high-band power (0.41 vs 0.44) and chroma share (0.37 vs 0.41) are within 0.05 of the real SIDD crops; the
+        # default profile (JPEG q 60-90) is blotchy low-frequency colour noise instead (0.70 / 0.21 / 0.46).
+        "sidd": {"jpeg_enabled": False, "chroma_blur": 0.8, "sharpen": 1.2, "shot_range": (1.5e-3, 1.5e-2)},
+        "x_strong": {"jpeg_enabled": False, "chroma_blur": 0.8, "sharpen": 1.2, "shot_range": (4e-3, 4e-2)},
+    },
+    "deblur": {"default": {}},
+    "derain": {"default": {}},
+}
+"""Named variants of a task's target degradation (parameter overrides of its function); 'default' = no override."""
+
+
+def target_profile(task: str, profile: str | None) -> dict:
+    """The overrides of a named target profile; a one-line ValueError names the valid ones."""
+    profiles = TARGET_PROFILES.get(task, {"default": {}})
+    name = profile or "default"
+    if name not in profiles:
+        raise ValueError(f"unknown target profile {name!r} for task {task}; valid: {', '.join(profiles)}")
+    return dict(profiles[name])
+
+
 def degrade(
-    img: np.ndarray, task: str, domain: str, rng: np.random.Generator, **overrides
+    img: np.ndarray, task: str, domain: str, rng: np.random.Generator, profile: str | None = None, **overrides
 ) -> tuple[np.ndarray, dict]:
     """Degrade `img` (float32 HxWx3 in [0,1]) for `task` in TASKS and `domain` in DOMAINS.
 
-    `overrides` go to the family's function (e.g. sigma=0.1 for source noise, haze=True for target rain). Returns the
-    float32 HxWx3 output and a JSON-serialisable dict: the degradation's "name" and every drawn parameter."""
+    `profile` names a TARGET_PROFILES entry (target domain only); `overrides` go to the family's function on top
+    (e.g. sigma=0.1 for source noise, haze=True for target rain). Returns the float32 HxWx3 output and a
+    JSON-serialisable dict: the degradation's "name" and every drawn parameter."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
     if domain not in DOMAINS:
         raise ValueError(f"unknown domain {domain!r}; valid domains: {', '.join(DOMAINS)}")
+    if domain == "target":
+        overrides = {**target_profile(task, profile), **overrides}
+    elif profile not in (None, "default"):
+        raise ValueError(f"target profile {profile!r} given for the source domain")
     img = np.asarray(img)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 RGB image, got shape {img.shape}")
@@ -48,4 +79,4 @@ def degrade(
     return out.astype(np.float32, copy=False), {"task": task, "domain": domain, **params}
 
 
-__all__ = ["DOMAINS", "TASKS", "degrade"]
+__all__ = ["DOMAINS", "TARGET_PROFILES", "TASKS", "degrade", "target_profile"]

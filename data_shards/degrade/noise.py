@@ -36,6 +36,9 @@ XYZ2CAMS = np.array(
 RGB2XYZ = np.array(
     [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
 )
+# BT.601 RGB -> (Y, Cb, Cr) without offsets, and back: the chroma noise reduction works on Cb, Cr.
+_RGB2YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32)
+_YCC2RGB = np.linalg.inv(_RGB2YCC).astype(np.float32)
 # RGGB colour-filter array: channel index of each pixel in a 2x2 cell.
 _CFA = np.array([[0, 1], [1, 2]])
 # Bilinear demosaic as a convolution of the zero-filled sparse planes (exact bilinear interpolation on RGGB).
@@ -92,8 +95,16 @@ def camera_noise(
     shot_range: tuple[float, float] = (2e-3, 2e-2),
     quality_range: tuple[int, int] = (60, 90),
     jpeg_enabled: bool = True,
+    chroma_blur: float = 0.0,
+    sharpen: float = 0.0,
 ) -> tuple[np.ndarray, dict]:
-    """Target noise: Brooks unprocess -> shot/read noise on the RGGB mosaic -> ISP -> JPEG. Output clipped to [0,1]."""
+    """Target noise: Brooks unprocess -> shot/read noise on the RGGB mosaic -> ISP -> JPEG. Output clipped to [0,1].
+
+    `chroma_blur` > 0 adds the chroma noise reduction every camera ISP runs: the noise that the ISP carried into the
+    image (ISP(noisy) − ISP(noise-free)) has its two chroma components (BT.601 Cb, Cr) Gaussian-blurred with this σ
+    in pixels. `sharpen` > 0 adds the ISP's sharpening to the same noise: an unsharp mask of the luma component,
+    Y + sharpen·(Y − G₁Y) (G₁: Gaussian, σ = 1 px), which gives real camera noise its fine grain. Both act on the
+    noise only, so the noise-free round trip is unchanged."""
     # --- draw every parameter first (fixed order keeps a seed's output stable) ---
     weights = rng.uniform(1e-8, 1.0, 4)  # random convex combination of the 4 cameras
     xyz2cam = np.tensordot(weights / weights.sum(), XYZ2CAMS, axes=1)
@@ -128,15 +139,27 @@ def camera_noise(
     cfa = np.tile(_CFA, (hp // 2, wp // 2))
     mosaic = np.take_along_axis(cam, cfa[..., None], axis=-1)[..., 0]
     std = np.sqrt(np.maximum(shot * mosaic + read, 0.0)).astype(np.float32)
-    mosaic = mosaic + std * rng.standard_normal(mosaic.shape, dtype=np.float32)
+    noisy = mosaic + std * rng.standard_normal(mosaic.shape, dtype=np.float32)
 
     # --- forward ISP: WB + brightness gains, demosaic, cam -> rgb, gamma, tone curve ---
     cell_gain = np.array([[red_gain, 1.0], [1.0, blue_gain]], np.float32) * np.float32(rgb_gain)
     gain_map = np.tile(cell_gain, (hp // 2, wp // 2))
-    mosaic = np.clip(mosaic * gain_map, 0.0, 1.0)
-    rgb = np.clip(_demosaic_bilinear(mosaic) @ cam2rgb.T.astype(np.float32), 0.0, 1.0)
-    rgb = np.maximum(rgb, 1e-8) ** (1.0 / 2.2)
-    out = (3.0 * rgb**2 - 2.0 * rgb**3)[:h, :w]
+
+    def isp(m: np.ndarray) -> np.ndarray:
+        rgb = np.clip(_demosaic_bilinear(np.clip(m * gain_map, 0.0, 1.0)) @ cam2rgb.T.astype(np.float32), 0.0, 1.0)
+        rgb = np.maximum(rgb, 1e-8) ** (1.0 / 2.2)
+        return (3.0 * rgb**2 - 2.0 * rgb**3)[:h, :w]
+
+    out = isp(noisy)
+    if chroma_blur > 0 or sharpen > 0:
+        clean = isp(mosaic)
+        n = (out - clean) @ _RGB2YCC.T
+        if chroma_blur > 0:
+            for c in (1, 2):
+                n[..., c] = ndimage.gaussian_filter(n[..., c], chroma_blur, mode="mirror")
+        if sharpen > 0:
+            n[..., 0] += sharpen * (n[..., 0] - ndimage.gaussian_filter(n[..., 0], 1.0, mode="mirror"))
+        out = clean + n @ _YCC2RGB.T
     if quality is not None:
         out = jpeg(out, quality)
     params = {
@@ -148,5 +171,7 @@ def camera_noise(
         "blue_gain": blue_gain,
         "ccm_weights": [float(v) for v in weights / weights.sum()],
         "jpeg_quality": quality,
+        "chroma_blur": float(chroma_blur),
+        "sharpen": float(sharpen),
     }
     return np.clip(out, 0.0, 1.0).astype(np.float32), params
