@@ -1,30 +1,35 @@
 """DAA-mini: does adaptation through the diffusion loss beat synthetic-only training, at CPU scale? (`make reproduce`)
 
-Per task it builds the data once (cached under --data), trains every (variant, seed) with the same restorer-update
-budget through this project's own trainer (launch/train.py, config launch/configs/daa_mini.yaml), evaluates the EMA
-restorer on the held-out target test split and on the source test split, and writes tables, bar plots and verdicts.
+Per task it builds the data once (cached under --data; launch/daa_mini_data.py), trains every (arm, seed) with the
+same restorer-update budget through this project's own trainer (launch/train.py, config launch/configs/daa_mini.yaml),
+scores the EMA restorer on the target-domain split and the source-domain split of the chosen `--split` (val or
+test), and writes tables, bar plots and verdicts (launch/daa_mini_report.py).
 
-Tasks (design: shared/notes/data.md §3, kept in docs/RESULTS.md):
-- polyu: denoising with REAL camera noise. Source = AWGN on the corpus's pool-S photos; unpaired real = PolyU noisy
-  images of half of the scenes; test = the PolyU pairs of the other scenes (split by scene, fixed: sorted scene
-  names, odd positions are test). The oracle trains on the unpaired scenes' (noisy, mean) pairs. Needs --polyu DIR.
-- noise / rain / blur: the corpus's realistic synthetic targets (Brooks camera noise, multi-layer screen-blended
-  rain, camera shake in linear light): pool S → source pairs, pool U → unpaired target inputs (oracle: their pairs),
-  pool E → the fixed textured-crop test split.
+Tasks (design: shared/notes/data.md §3 and docs/RESULTS.md):
+- camnoise / noise: denoising with realistic synthetic camera noise (data_shards.degrade target profiles `sidd` —
+  calibrated on real sRGB noise, lossless — and `default` — camera JPEG q60-90); rain: multi-layer screen-blended
+  rain; blur: camera shake in linear light. Pool S → source pairs, pool U → unpaired target inputs (the oracle: their
+  pairs), pool V → the validation split, pool E → the test split.
+- polyu: denoising with REAL camera noise: unpaired real = PolyU noisy images of half of the scenes, validation and
+  test = the pairs of two disjoint quarters of the scenes. Needs --polyu DIR.
 
-Variants: input (no training), baseline (source pairs only), daa, no-tricks (daa without channel shuffling and
-residual-swap negatives), cs-only (channel shuffling only), daa_ref (diffusion target = unpaired clean references),
-oracle (the same restorer trained on target pairs).
+Arms (rows): a variant — baseline (source pairs only), daa, no-tricks (no channel shuffling, no residual-swap
+negatives), cs-only, detach-neg (negatives do not train R), daa_ref, oracle (the same restorer trained on target
+pairs) — plus optional config overrides. `--plan FILE` runs a list of studies (task × split × seeds × arms; `make
+reproduce` runs launch/configs/daa_mini_plan.yaml); without it, one study per task from --tasks/--variants/--set.
 
-Every run caches its checkpoint and result (runs/daa_mini/<task>/<variant>/s<seed>/result.json): a rerun trains only
-what is missing and continues an interrupted run from its checkpoint, so the study can be split across sessions.
-`--quick` is a CI smoke test (one small task, two variants, a few steps).
+Protocol (issue #12): configurations are chosen on the validation split; the test split is scored once per final
+configuration. A run trained for one split is reused for the other (only its evaluation is added).
+
+Every run caches its checkpoint and results (OUT/<task>/<arm>/s<seed>/result.json for test, result_val.json for val,
+each with the commit, the config digest and the digests of its training and evaluation data): a rerun trains only
+what is missing, continues an interrupted run from its checkpoint, and refuses a cached result of another config or
+data. `--quick` is a CI smoke test (one small task, two arms, a few steps).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import socket
 import subprocess
@@ -32,6 +37,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,8 +45,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from daa_mini_data import Task, digest, log, paths_only, polyu_split, prepare_data, sh  # noqa: E402
+from daa_mini_report import report, summarize, table_md, verdict  # noqa: E402
 
-__all__ = ["polyu_split"]  # re-exported: the PolyU scene split is part of this study's interface
+__all__ = ["polyu_split", "table_md", "verdict"]  # re-exported: part of this study's interface (and its tests)
 
 VARIANTS: dict[str, list[str]] = {
     "baseline": ["objective.mode=baseline"],
@@ -54,18 +61,37 @@ VARIANTS: dict[str, list[str]] = {
 ALL_VARIANTS = list(VARIANTS)
 MAIN_VARIANTS = ["baseline", "daa", "oracle"]
 
-
 SOURCE_TASK = "noise"
 """The corpus denoising task whose AWGN source splits the polyu task borrows."""
 TASKS = {
-    # the ablations where the oracle gap is largest (rain); the other tasks: baseline / daa / oracle (budget ~2 h)
-    "camnoise": Task("denoise", "Denoising, camera noise calibrated on real sRGB noise", tuple(MAIN_VARIANTS),
-                     profile="sidd"),
+    "camnoise": Task("denoise", "Denoising, camera noise calibrated on real sRGB noise (lossless)",
+                     tuple(MAIN_VARIANTS), profile="sidd"),
+    "noise": Task("denoise", "Denoising, camera noise + JPEG", tuple(MAIN_VARIANTS)),
     "polyu": Task("denoise", "Denoising, real camera noise (PolyU)", tuple(MAIN_VARIANTS)),
     "rain": Task("derain", "Deraining, realistic rain target", tuple(ALL_VARIANTS), y_metric=True),
-    "noise": Task("denoise", "Denoising, realistic camera-noise target", tuple(MAIN_VARIANTS)),
     "blur": Task("deblur", "Deblurring, camera-shake target", tuple(MAIN_VARIANTS)),
 }
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One row of a study: a variant plus config overrides. Its name is the row label and the run folder, so one
+    name means one config within an --out (checked through the config digest)."""
+
+    name: str
+    variant: str
+    sets: tuple[str, ...] = ()
+
+
+@dataclass
+class Study:
+    name: str
+    task: str
+    split: str
+    seeds: list[int]
+    arms: list[Arm]
+    title: str = ""
+    sets: list[str] = field(default_factory=list)  # overrides for every arm (e.g. the restorer of a task)
 
 
 def free_port() -> int:
@@ -75,13 +101,13 @@ def free_port() -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# one (task, variant, seed) run: train (resumable) → evaluate → result.json
+# one (task, arm, seed) run: train (resumable) → evaluate → result.json
 # ----------------------------------------------------------------------------------------------------------------------
-def run_overrides(task: str, variant: str, seed: int, paths: dict[str, Path], run_dir: Path, extra: list[str]):
+def run_overrides(task: str, arm: Arm, seed: int, paths: dict[str, Path], run_dir: Path, extra: list[str]):
     t = TASKS[task]
-    shards = paths["oracle"] if variant == "oracle" else paths["shards"]
-    return [*VARIANTS[variant], f"data.task={t.task}", f"data.shards={shards}", f"run.run_dir={run_dir}",
-            f"run.seed={seed}", *extra]
+    shards = paths["oracle"] if arm.variant == "oracle" else paths["shards"]
+    return [*VARIANTS[arm.variant], f"data.task={t.task}", f"data.shards={shards}", f"run.run_dir={run_dir}",
+            f"run.seed={seed}", *extra, *arm.sets]
 
 
 def config_digest(sets: list[str]) -> str:
@@ -179,41 +205,49 @@ def input_result(paths: dict[str, Path], task: str, split: str = "test") -> dict
     return res
 
 
-def result_path(out: Path, task: str, variant: str, seed: int, split: str) -> Path:
+_RUN_LOCKS: dict[str, threading.Lock] = {}
+_RUN_LOCKS_GUARD = threading.Lock()
+
+
+def result_path(out: Path, task: str, arm: str, seed: int, split: str) -> Path:
     """The test split's result is result.json (what `make reproduce` reports); the validation's result_val.json."""
-    return out / task / variant / f"s{seed}" / ("result.json" if split == "test" else f"result_{split}.json")
+    return out / task / arm / f"s{seed}" / ("result.json" if split == "test" else f"result_{split}.json")
 
 
-def one_run(out: Path, task: str, variant: str, seed: int, paths: dict[str, Path], extra: list[str],
+def one_run(out: Path, task: str, arm: Arm, seed: int, paths: dict[str, Path], extra: list[str],
             threads: int, split: str = "test") -> dict:
     """Train (or reuse) one run and score it on `split` ('val' or 'test'). A cached result counts only while its
     training config and training data are unchanged; if only the evaluation split changed, it is re-scored."""
-    run_dir = out / task / variant / f"s{seed}"
-    res_path = result_path(out, task, variant, seed, split)
-    sets = run_overrides(task, variant, seed, paths, run_dir, extra)
+    run_dir = out / task / arm.name / f"s{seed}"
+    res_path = result_path(out, task, arm.name, seed, split)
+    sets = run_overrides(task, arm, seed, paths, run_dir, extra)
     cfg_digest = config_digest(sets)
-    data_digest = digest(paths["oracle"] if variant == "oracle" else paths["shards"])
+    data_digest = digest(paths["oracle"] if arm.variant == "oracle" else paths["shards"])
     eval_digest = digest(paths[split], paths[f"source_{split}"])
-    res = json.loads(res_path.read_text()) if res_path.is_file() else None
-    if res is not None:
-        if res.get("config_digest") != cfg_digest or res.get("data_digest", data_digest) != data_digest:
+    old = [json.loads(p.read_text()) for p in run_dir.glob("result*.json")]
+    for r in old:
+        if r.get("config_digest") != cfg_digest or r.get("data_digest", data_digest) != data_digest:
             raise RuntimeError(f"{run_dir} holds a result of another training config or training data (the YAML, "
-                               "--set or the shards changed); use another --out, or move that folder away to "
-                               "retrain it")
-        if res.get("eval_digest") == eval_digest:
-            return res
-    train_s = train_run(run_dir, sets, threads)
-    res = {"task": task, "variant": variant, "seed": seed, "split": split, "overrides": sets,
-           "config_digest": cfg_digest, "data_digest": data_digest, "eval_digest": eval_digest,
+                               "--set, the plan or the shards changed); use another --out, or move that folder away "
+                               "to retrain it")
+    res = json.loads(res_path.read_text()) if res_path.is_file() else None
+    if res is not None and res.get("eval_digest") == eval_digest:
+        return res
+    with _RUN_LOCKS_GUARD:
+        lock = _RUN_LOCKS.setdefault(str(run_dir), threading.Lock())
+    with lock:  # two studies scoring one run on different splits train it once
+        train_s = train_run(run_dir, sets, threads)
+    res = {"task": task, "variant": arm.name, "base_variant": arm.variant, "seed": seed, "split": split,
+           "overrides": sets, "config_digest": cfg_digest, "data_digest": data_digest, "eval_digest": eval_digest,
            "commit": git_commit(), **evaluate_run(run_dir, paths, task, split), "train_s": train_s}
     res_path.write_text(json.dumps(res, indent=1))
-    log(f"{task}/{variant}/s{seed} [{split}]: target {res['target']['psnr']:.2f} dB, source "
+    log(f"{task}/{arm.name}/s{seed} [{split}]: target {res['target']['psnr']:.2f} dB, source "
         f"{res['source']['psnr']:.2f} dB ({res['train_s']:.0f} s)")
     return res
 
 
 def git_commit() -> str | None:
-    """The commit the runs are made from (with '+dirty' when the tree has changes), recorded in every result."""
+    """The commit the runs are made from (with '+dirty' when tracked files have changes), recorded in every result."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
@@ -224,129 +258,70 @@ def git_commit() -> str | None:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# report
+# studies: from a plan file, or one per task from the command line
 # ----------------------------------------------------------------------------------------------------------------------
-def _ms(xs: list[float]) -> tuple[float, float]:
-    m = sum(xs) / len(xs)
-    s = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else float("nan")
-    return m, s
+def load_plan(path: Path) -> list[Study]:
+    """A YAML list of studies: {name, task, split, seeds, title?, set?, arms: [{name, variant, set?}]}."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise SystemExit(f"error: --plan {path}: {str(e).splitlines()[0]}") from None
+    studies = []
+    for k, d in enumerate((doc or {}).get("studies", [])):
+        try:
+            arms = [Arm(a["name"], a.get("variant", a["name"]), tuple(a.get("set", []))) for a in d["arms"]]
+            st = Study(d["name"], d["task"], d.get("split", "test"), [int(x) for x in d.get("seeds", [0, 1, 2])],
+                       arms, d.get("title", ""), list(d.get("set", [])))
+        except (KeyError, TypeError, ValueError) as e:
+            raise SystemExit(f"error: --plan {path}: study {k} is malformed ({type(e).__name__}: {e})") from None
+        check_study(st)
+        studies.append(st)
+    if not studies:
+        raise SystemExit(f"error: --plan {path}: no studies")
+    return studies
 
 
-def summarize(task: str, inputs: dict, results: list[dict], split: str = "test") -> dict:
-    rows = {"input": {"target": (inputs["target"]["psnr"], 0.0), "target_ssim": inputs["target"]["ssim"],
-                      "source": (inputs["source"]["psnr"], 0.0), "n": 0}}
-    if TASKS[task].y_metric:
-        rows["input"]["target_y"] = (inputs["target"]["psnr_y"], 0.0)
-    for v in ALL_VARIANTS:
-        rs = [r for r in results if r["variant"] == v]
-        if not rs:
-            continue
-        rows[v] = {"target": _ms([r["target"]["psnr"] for r in rs]),
-                   "target_ssim": sum(r["target"]["ssim"] for r in rs) / len(rs),
-                   "source": _ms([r["source"]["psnr"] for r in rs]), "n": len(rs),
-                   "seeds": sorted(r["seed"] for r in rs),
-                   "train_s": sum(r.get("train_s", 0) for r in rs)}
-        if TASKS[task].y_metric:
-            rows[v]["target_y"] = _ms([r["target"]["psnr_y"] for r in rs])
-    v = verdict(rows)
-    if split != "test" and v["status"] != "incomplete":
-        v["status"] = "validation split: no verdict"  # verdicts are read on the test split only
-    return {"task": task, "title": TASKS[task].title, "split": split, "rows": rows, "verdict": v}
+def check_study(st: Study) -> None:
+    if st.task not in TASKS:
+        raise SystemExit(f"error: unknown task {st.task!r}; choose from {', '.join(TASKS)}")
+    if st.split not in ("val", "test"):
+        raise SystemExit(f"error: study {st.name}: split must be val or test, got {st.split!r}")
+    for a in st.arms:
+        if a.variant not in VARIANTS:
+            raise SystemExit(f"error: unknown variant {a.variant!r}; choose from {', '.join(ALL_VARIANTS)}")
 
 
-def verdict(rows: dict) -> dict:
-    """Issue #6's rule: daa − baseline ≥ +0.3 dB and ≥ 2× the pooled seed std; daa ≤ oracle + 0.1; source loss ≤ 0.5."""
-    if "daa" not in rows or "baseline" not in rows:
-        return {"status": "incomplete"}
-    (md, sd), (mb, sb) = rows["daa"]["target"], rows["baseline"]["target"]
-    gain = md - mb
-    pooled = math.sqrt((sd ** 2 + sb ** 2) / 2) if rows["daa"]["n"] > 1 and rows["baseline"]["n"] > 1 else float("nan")
-    v = {"gain_db": gain, "pooled_std": pooled, "seeds": min(rows["daa"]["n"], rows["baseline"]["n"])}
-    v["gain_ok"] = gain >= 0.3 and (not math.isnan(pooled) and gain >= 2 * pooled)
-    v["source_loss_db"] = rows["baseline"]["source"][0] - rows["daa"]["source"][0]
-    v["source_ok"] = v["source_loss_db"] <= 0.5
-    if "oracle" in rows:
-        v["oracle_gap_db"] = rows["oracle"]["target"][0] - mb
-        v["below_oracle_ok"] = md <= rows["oracle"]["target"][0] + 0.1
-    v["status"] = ("reproduced" if v["gain_ok"] and v["source_ok"] and v.get("below_oracle_ok", True)
-                   else "not reproduced") if v["seeds"] >= 3 else f"preliminary ({v['seeds']} seed(s))"
-    return v
-
-
-def table_md(s: dict) -> str:
-    y = "target_y" in s["rows"]["input"]
-    head = "| | target PSNR (dB) | target SSIM |" + (" target PSNR-Y |" if y else "") + " source PSNR (dB) | seeds |"
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for name, r in s["rows"].items():
-        f = lambda ms: f"{ms[0]:.2f}" + (f" ± {ms[1]:.2f}" if name != "input" and not math.isnan(ms[1]) else "")  # noqa
-        lines.append(f"| {name} | {f(r['target'])} | {r['target_ssim']:.4f} |" + (f" {f(r['target_y'])} |" if y else "")
-                     + f" {f(r['source'])} | {r['n'] or '–'} |")
-    v = s["verdict"]
-    if v.get("status") != "incomplete":
-        lines.append("")
-        std = "no std from 1 seed" if math.isnan(v["pooled_std"]) else f"pooled seed std {v['pooled_std']:.2f}"
-        lines.append(f"daa − baseline: **{v['gain_db']:+.2f} dB** ({std}); "
-                     + (f"oracle − baseline {v['oracle_gap_db']:+.2f} dB; " if "oracle_gap_db" in v else "")
-                     + f"source-{s.get('split', 'test')} change {-v['source_loss_db']:+.2f} dB → **{v['status']}**")
-    return "\n".join(lines)
-
-
-def bar_plot(s: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(s["rows"])
-    means = [s["rows"][n]["target"][0] for n in names]
-    stds = [0 if n == "input" or math.isnan(s["rows"][n]["target"][1]) else s["rows"][n]["target"][1] for n in names]
-    fig, ax = plt.subplots(figsize=(1.1 * len(names) + 2, 3.4))
-    colors = ["#999999" if n == "input" else "#1f77b4" if n in ("baseline", "oracle") else "#d62728" for n in names]
-    ax.bar(names, means, yerr=stds, capsize=4, color=colors)
-    lo = min(means) - 1.0
-    ax.set_ylim(lo, max(m + e for m, e in zip(means, stds)) + 0.5)
-    for i, m in enumerate(means):
-        ax.text(i, m + 0.05, f"{m:.2f}", ha="center", va="bottom", fontsize=8)
-    ax.set_ylabel(f"PSNR on the target {s.get('split', 'test')} split (dB)")
-    ax.set_title(s["title"] + " — mean ± std over seeds")
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def report(out: Path, summaries: list[dict], report_dir: Path | None, split: str = "test") -> None:
-    """Tables, plots and summary.json of one split (validation files carry a _val suffix)."""
-    sfx = "" if split == "test" else f"_{split}"
-    md = []
-    for s in summaries:
-        md += [f"### {s['title']} (`{s['task']}`, {split} split)", "", table_md(s), ""]
-        for d in (out, report_dir) if report_dir is not None else (out,):
-            bar_plot(s, d / f"{s['task']}{sfx}.png")
-    text = "\n".join(md)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"summary{sfx}.md").write_text(text)
-    (out / f"summary{sfx}.json").write_text(json.dumps(summaries, indent=1))
-    if report_dir is not None:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / f"tables{sfx}.md").write_text(text)
-        (report_dir / f"summary{sfx}.json").write_text(json.dumps(summaries, indent=1))
-    print("\n" + text, flush=True)
+def cli_studies(a, polyu: Path | None) -> list[Study]:
+    tasks = a.tasks.split(",") if a.tasks else [t for t in TASKS if t != "polyu" or polyu is not None]
+    variants = a.variants.split(",") if a.variants else None
+    try:
+        seeds = [int(s) for s in a.seeds.split(",")]
+    except ValueError:
+        raise SystemExit(f"error: --seeds must be a comma list of integers, got {a.seeds!r}") from None
+    out = []
+    for t in tasks:
+        st = Study(t, t, a.split, seeds, [Arm(v, v) for v in (variants or (TASKS[t].variants if t in TASKS else ()))])
+        check_study(st)
+        out.append(st)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--plan", default=None, help="a YAML list of studies (see launch/configs/daa_mini_plan.yaml); "
+                   "replaces --tasks/--variants/--seeds/--split")
     p.add_argument("--tasks", default=None, help="comma list of " + ", ".join(TASKS) + " (default: all available)")
     p.add_argument("--variants", default=None, help="comma list (default: each task's plan); any of "
                    + ", ".join(ALL_VARIANTS))
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--polyu", default=str(ROOT.parent / "shared" / "data" / "real_noise_polyu"),
-                   help="PolyU real-noise pairs (*_real.JPG / *_mean.JPG); task polyu is skipped when missing")
     p.add_argument("--split", choices=("val", "test"), default="test",
                    help="score the runs on the validation split (choosing a config) or the test split (once per "
                         "final config); a run trained for one is reused for the other")
+    p.add_argument("--polyu", default=str(ROOT.parent / "shared" / "data" / "real_noise_polyu"),
+                   help="PolyU real-noise pairs (*_real.JPG / *_mean.JPG); task polyu is skipped when missing")
     p.add_argument("--data", default=".data", help="photo corpus at DATA/photos, DAA-mini data at DATA/daa_mini2")
     p.add_argument("--out", default="runs/daa_mini")
     p.add_argument("--jobs", type=int, default=2, help="runs trained at once (one process each)")
@@ -370,20 +345,10 @@ def main(argv=None) -> int:
             out = ROOT / "runs" / "daa_mini_quick"
         a.extra = ["run.total_images=64", "objective.alpha_ramp_images=64", "run.ckpt_every_images=32",
                    "run.log_every_images=16", "run.eval_every_images=64", "data.patch_size=32", *a.extra]
-    tasks = a.tasks.split(",") if a.tasks else [t for t in TASKS if t != "polyu" or polyu is not None]
-    for t in tasks:
-        if t not in TASKS:
-            raise SystemExit(f"error: unknown task {t!r}; choose from {', '.join(TASKS)}")
+    studies = load_plan(resolve(a.plan)) if a.plan else cli_studies(a, polyu)
+    tasks = list(dict.fromkeys(st.task for st in studies))
     if "polyu" in tasks and polyu is None:
         raise SystemExit(f"error: task polyu needs the PolyU pairs: --polyu {a.polyu} is not a folder")
-    variants = a.variants.split(",") if a.variants else None
-    for v in variants or []:
-        if v not in VARIANTS:
-            raise SystemExit(f"error: unknown variant {v!r}; choose from {', '.join(ALL_VARIANTS)}")
-    try:
-        seeds = [int(s) for s in a.seeds.split(",")]
-    except ValueError:
-        raise SystemExit(f"error: --seeds must be a comma list of integers, got {a.seeds!r}") from None
     # daa_mini2: the corpus has a validation pool V since issue #12, so data written before lives elsewhere
     data_root = data / ("daa_mini_quick2" if a.quick else "daa_mini2")
     # --quick: a small pool-P-only corpus of its own (no apt, seconds to build); the study uses the full corpus
@@ -394,30 +359,37 @@ def main(argv=None) -> int:
             *(["--no-apt", "--max-side", "256"] if a.quick else [])])
     paths = {t: prepare_data(t, TASKS[t], data_root, photos, polyu, a.quick, SOURCE_TASK) if not a.report_only
              else paths_only(t, data_root, SOURCE_TASK) for t in tasks}
-    jobs = [(t, v, s) for t in tasks for v in (variants or TASKS[t].variants) for s in seeds]
-    results: list[dict] = []
+    # one job per (task, arm, seed, split); a run shared by several studies is trained once
+    jobs = {(st.task, arm, s, st.split, tuple(st.sets)): None for st in studies for arm in st.arms for s in st.seeds}
+    results: dict[tuple, dict] = {}
     if not a.report_only:
-        todo = sum(not (out / t / v / f"s{s}" / "done").is_file() for t, v, s in jobs)
-        log(f"{len(jobs)} runs ({todo} to train), scored on the {a.split} split, {a.jobs} at a time")
+        todo = len({(t, arm.name, s) for t, arm, s, _, _ in jobs
+                    if not (out / t / arm.name / f"s{s}" / "done").is_file()})
+        log(f"{len(studies)} studies, {len(jobs)} scored runs ({todo} to train), {a.jobs} at a time")
         failures = []
         with ThreadPoolExecutor(a.jobs) as pool:
-            futs = {pool.submit(one_run, out, t, v, s, paths[t], a.extra, a.threads, a.split): (t, v, s)
-                    for t, v, s in jobs}
+            futs = {pool.submit(one_run, out, t, arm, s, paths[t], [*a.extra, *sets], a.threads, sp): (t, arm, s, sp)
+                    for t, arm, s, sp, sets in jobs}
             for f, key in futs.items():
                 try:
-                    results.append(f.result())
+                    results[key] = f.result()
                 except Exception as e:  # noqa: BLE001 - report every failed run, keep the others
-                    failures.append(f"{'/'.join(map(str, key))}: {e}")
+                    failures.append(f"{key[0]}/{key[1].name}/s{key[2]} [{key[3]}]: {e}")
         for msg in failures:
             log(f"FAILED {msg}")
     else:
-        for t, v, s in jobs:
-            p = result_path(out, t, v, s, a.split)
+        for t, arm, s, sp, _ in jobs:
+            p = result_path(out, t, arm.name, s, sp)
             if p.is_file():
-                results.append(json.loads(p.read_text()))
-    summaries = [summarize(t, input_result(paths[t], t, a.split), [r for r in results if r["task"] == t], a.split)
-                 for t in tasks]
-    report(out, summaries, resolve(a.report_dir) if a.report_dir else None, a.split)
+                results[(t, arm, s, sp)] = json.loads(p.read_text())
+    summaries = []
+    for st in studies:
+        rs = [results[(st.task, arm, s, st.split)] for arm in st.arms for s in st.seeds
+              if (st.task, arm, s, st.split) in results]
+        t = TASKS[st.task]
+        summaries.append(summarize(st.task, st.title or t.title, input_result(paths[st.task], st.task, st.split), rs,
+                                   [arm.name for arm in st.arms], st.split, t.y_metric, st.name))
+    report(out, summaries, resolve(a.report_dir) if a.report_dir else None)
     log(f"DAA-mini done in {time.time() - t0:.0f} s (results in {out})")
     return 1 if not a.report_only and len(results) < len(jobs) else 0
 

@@ -80,7 +80,7 @@ def test_polyu_split_by_scene(tmp_path):
 
 
 def _rows(daa, base, oracle, src=(30.0, 30.0)):
-    ms = lambda xs: daa_mini._ms(xs)  # noqa: E731
+    from daa_mini_report import _ms as ms
     return {"daa": {"target": ms(daa), "source": (src[0], 0), "n": len(daa)},
             "baseline": {"target": ms(base), "source": (src[1], 0), "n": len(base)},
             "oracle": {"target": ms(oracle), "source": (0, 0), "n": len(oracle)}}
@@ -138,7 +138,54 @@ def test_table_with_one_seed_says_so():
     inputs = {k: {"psnr": 20.0, "ssim": 0.5} for k in ("target", "source")}
     results = [{"variant": v, "seed": 0, "target": {"psnr": p, "ssim": 0.6}, "source": {"psnr": 24.0, "ssim": 0.7}}
                for v, p in (("baseline", 25.0), ("daa", 25.4))]
-    md = daa_mini.table_md(daa_mini.summarize("noise", inputs, results))
+    from daa_mini_report import summarize
+
+    arms = ["baseline", "daa"]
+    md = daa_mini.table_md(summarize("noise", "t", inputs, results, arms))
     assert "no std from 1 seed" in md and "nan" not in md
     results += [dict(r, seed=1) for r in results]
-    assert "pooled seed std 0.00" in daa_mini.table_md(daa_mini.summarize("noise", inputs, results))
+    assert "pooled seed std 0.00" in daa_mini.table_md(summarize("noise", "t", inputs, results, arms))
+    # a validation study reports the differences but never a verdict
+    md = daa_mini.table_md(summarize("noise", "t", inputs, results, arms, split="val"))
+    assert "validation split: no verdict" in md and "reproduced" not in md
+
+
+def test_plan_scores_one_run_on_both_splits(tmp_path):
+    """A plan with a validation and a test study sharing an arm: the run is trained once and scored on each split;
+    the test result is result.json, the validation one result_val.json; rerunning trains nothing."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("""studies:
+  - {name: pick, task: noise, split: val, seeds: [0], arms: [{name: baseline}, {name: daa-a2, variant: daa,
+     set: [objective.alpha_max=2.0]}]}
+  - {name: final, task: noise, split: test, seeds: [0], arms: [{name: baseline}]}
+""")
+    cmd = [sys.executable, "launch/daa_mini.py", "--quick", "--plan", str(plan), "--data", str(tmp_path / "data"),
+           "--out", str(tmp_path / "runs")]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    run = tmp_path / "runs" / "noise" / "baseline" / "s0"
+    val, test = json.loads((run / "result_val.json").read_text()), json.loads((run / "result.json").read_text())
+    assert (val["split"], test["split"]) == ("val", "test") and val["config_digest"] == test["config_digest"]
+    assert val["target"]["psnr"] != test["target"]["psnr"]  # two different splits
+    assert json.loads((tmp_path / "runs" / "noise" / "daa-a2" / "s0" / "result_val.json").read_text())[
+        "base_variant"] == "daa"
+    assert "(`pick`, val split)" in r.stdout and "(`final`, test split)" in r.stdout
+    r2 = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r2.returncode == 0 and "(0 to train)" in r2.stdout, r2.stdout[-2000:]
+
+
+@pytest.mark.parametrize("text, words", [
+    ("studies: []", "no studies"),
+    ("studies:\n  - {name: a, task: haze, arms: [{name: baseline}]}", "unknown task 'haze'"),
+    ("studies:\n  - {name: a, task: noise, split: train, arms: [{name: baseline}]}", "split must be val or test"),
+    ("studies:\n  - {name: a, task: noise, arms: [{name: x, variant: best}]}", "unknown variant 'best'"),
+    ("studies:\n  - {task: noise, arms: []}", "malformed"),
+])
+def test_bad_plan_is_a_one_line_error(text, words, tmp_path):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(text)
+    with pytest.raises(SystemExit) as e:
+        daa_mini.main(["--plan", str(plan), "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o")])
+    msg = str(e.value)
+    assert msg.startswith("error: ") and words in msg and "\n" not in msg
+    assert not (tmp_path / "d").exists() and not (tmp_path / "o").exists()

@@ -1,0 +1,128 @@
+"""DAA-mini's tables, verdicts and plots (used by launch/daa_mini.py).
+
+A study is one task scored on one split with a list of arms (rows): the test-split studies with arms baseline / daa /
+oracle get the verdict of issue #6 / #12; validation studies get no verdict, only each arm's difference to the
+baseline arm, since they exist to choose a configuration.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+
+def _ms(xs: list[float]) -> tuple[float, float]:
+    m = sum(xs) / len(xs)
+    s = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else float("nan")
+    return m, s
+
+
+def summarize(task: str, title: str, inputs: dict, results: list[dict], arms: list[str], split: str = "test",
+              y_metric: bool = False, study: str | None = None) -> dict:
+    """Rows: the input, then every arm of `arms` that has results (mean ± sample std over seeds)."""
+    rows = {"input": {"target": (inputs["target"]["psnr"], 0.0), "target_ssim": inputs["target"]["ssim"],
+                      "source": (inputs["source"]["psnr"], 0.0), "n": 0}}
+    if y_metric:
+        rows["input"]["target_y"] = (inputs["target"]["psnr_y"], 0.0)
+    for arm in arms:
+        rs = [r for r in results if r["variant"] == arm]
+        if not rs:
+            continue
+        rows[arm] = {"target": _ms([r["target"]["psnr"] for r in rs]),
+                     "target_ssim": sum(r["target"]["ssim"] for r in rs) / len(rs),
+                     "source": _ms([r["source"]["psnr"] for r in rs]), "n": len(rs),
+                     "seeds": sorted(r["seed"] for r in rs),
+                     "train_s": sum(r.get("train_s", 0) for r in rs),
+                     "commits": sorted({r.get("commit") or "?" for r in rs})}
+        if y_metric:
+            rows[arm]["target_y"] = _ms([r["target"]["psnr_y"] for r in rs])
+    v = verdict(rows)
+    if split != "test" and v["status"] != "incomplete":
+        v["status"] = "validation split: no verdict"  # verdicts are read on the test split only
+    return {"study": study or task, "task": task, "title": title, "split": split, "rows": rows, "verdict": v}
+
+
+def verdict(rows: dict) -> dict:
+    """The rule: daa − baseline ≥ +0.3 dB and ≥ 2× the pooled seed std over ≥ 3 seeds; daa ≤ oracle + 0.1 dB; the
+    source split loses ≤ 0.5 dB."""
+    if "daa" not in rows or "baseline" not in rows:
+        return {"status": "incomplete"}
+    (md, sd), (mb, sb) = rows["daa"]["target"], rows["baseline"]["target"]
+    gain = md - mb
+    pooled = math.sqrt((sd ** 2 + sb ** 2) / 2) if rows["daa"]["n"] > 1 and rows["baseline"]["n"] > 1 else float("nan")
+    v = {"gain_db": gain, "pooled_std": pooled, "seeds": min(rows["daa"]["n"], rows["baseline"]["n"])}
+    v["gain_ok"] = gain >= 0.3 and (not math.isnan(pooled) and gain >= 2 * pooled)
+    v["source_loss_db"] = rows["baseline"]["source"][0] - rows["daa"]["source"][0]
+    v["source_ok"] = v["source_loss_db"] <= 0.5
+    if "oracle" in rows:
+        v["oracle_gap_db"] = rows["oracle"]["target"][0] - mb
+        v["below_oracle_ok"] = md <= rows["oracle"]["target"][0] + 0.1
+    v["status"] = ("reproduced" if v["gain_ok"] and v["source_ok"] and v.get("below_oracle_ok", True)
+                   else "not reproduced") if v["seeds"] >= 3 else f"preliminary ({v['seeds']} seed(s))"
+    return v
+
+
+def table_md(s: dict) -> str:
+    y = "target_y" in s["rows"]["input"]
+    base = s["rows"].get("baseline")
+    head = ("| | target PSNR (dB) | vs baseline | target SSIM |" + (" target PSNR-Y |" if y else "")
+            + " source PSNR (dB) | seeds |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, r in s["rows"].items():
+        f = lambda ms: f"{ms[0]:.2f}" + (f" ± {ms[1]:.2f}" if name != "input" and not math.isnan(ms[1]) else "")  # noqa
+        d = f"{r['target'][0] - base['target'][0]:+.2f}" if base is not None and name not in ("input", "baseline") \
+            else ""
+        lines.append(f"| {name} | {f(r['target'])} | {d} | {r['target_ssim']:.4f} |"
+                     + (f" {f(r['target_y'])} |" if y else "") + f" {f(r['source'])} | {r['n'] or '–'} |")
+    v = s["verdict"]
+    if v.get("status") != "incomplete":
+        lines.append("")
+        std = "no std from 1 seed" if math.isnan(v["pooled_std"]) else f"pooled seed std {v['pooled_std']:.2f}"
+        lines.append(f"daa − baseline: **{v['gain_db']:+.2f} dB** ({std}); "
+                     + (f"oracle − baseline {v['oracle_gap_db']:+.2f} dB; " if "oracle_gap_db" in v else "")
+                     + f"source-{s.get('split', 'test')} change {-v['source_loss_db']:+.2f} dB → **{v['status']}**")
+    return "\n".join(lines)
+
+
+def bar_plot(s: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(s["rows"])
+    means = [s["rows"][n]["target"][0] for n in names]
+    stds = [0 if n == "input" or math.isnan(s["rows"][n]["target"][1]) else s["rows"][n]["target"][1] for n in names]
+    fig, ax = plt.subplots(figsize=(1.1 * len(names) + 2, 3.4))
+    colors = ["#999999" if n == "input" else "#1f77b4" if n in ("baseline", "oracle") else "#d62728" for n in names]
+    ax.bar(names, means, yerr=stds, capsize=4, color=colors)
+    ax.set_ylim(min(means) - 1.0, max(m + e for m, e in zip(means, stds)) + 0.5)
+    for i, m in enumerate(means):
+        ax.text(i, m + 0.05, f"{m:.2f}", ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel(f"PSNR on the target {s.get('split', 'test')} split (dB)")
+    ax.set_title(s["title"] + " — mean ± std over seeds", fontsize=9)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def report(out: Path, summaries: list[dict], report_dir: Path | None, name: str = "summary") -> str:
+    """One markdown section, plot and summary.json entry per study; returns the markdown."""
+    md = []
+    for s in summaries:
+        md += [f"### {s['title']} (`{s['study']}`, {s['split']} split)", "", table_md(s), ""]
+        for d in (out, report_dir) if report_dir is not None else (out,):
+            bar_plot(s, d / f"{s['study']}.png")
+    text = "\n".join(md)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.md").write_text(text)
+    (out / f"{name}.json").write_text(json.dumps(summaries, indent=1))
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (report_dir / ("tables.md" if name == "summary" else f"{name}.md")).write_text(text)
+        (report_dir / f"{name}.json").write_text(json.dumps(summaries, indent=1))
+    print("\n" + text, flush=True)
+    return text
