@@ -147,8 +147,8 @@ def _polyu(folder: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 def synthetic_sets(photos: str, specs: list[str], crops: int, seed: int) -> list[tuple[str, list, list]]:
-    """`name=task:domain[:key=value;...]` (values in JSON) → (name, noisy, clean) over fixed 256² crops of the
-    corpus's pool E."""
+    """`name=task:domain[:key=value;...]` (values in JSON, or bare words such as profile=sidd) → (name, noisy, clean)
+    over fixed 256² crops of the corpus's pool E."""
     from .degrade import degrade
     from .photos import load_manifest
 
@@ -171,10 +171,16 @@ def synthetic_sets(photos: str, specs: list[str], crops: int, seed: int) -> list
         kw = {}
         for kv in (parts[2].split(";") if len(parts) > 2 and parts[2] else []):
             k, _, v = kv.partition("=")
-            kw[k] = json.loads(v)
+            try:
+                kw[k] = json.loads(v)
+            except json.JSONDecodeError:
+                kw[k] = v  # a bare word, e.g. profile=sidd
         noisy = []
         for i, c in enumerate(base):
-            d, _ = degrade(c, parts[0], parts[1], np.random.default_rng(seed * 100_003 + i), **kw)
+            try:
+                d, _ = degrade(c, parts[0], parts[1], np.random.default_rng(seed * 100_003 + i), **kw)
+            except (ValueError, TypeError) as e:
+                raise SystemExit(f"error: --synthetic {spec!r}: {e}") from None
             noisy.append(np.round(np.clip(d, 0, 1) * 255) / 255)
         out.append((name, noisy, base))
     return out
