@@ -92,6 +92,7 @@ class Study:
     arms: list[Arm]
     title: str = ""
     sets: list[str] = field(default_factory=list)  # overrides for every arm (e.g. the restorer of a task)
+    diagnose: list[str] = field(default_factory=list)  # arms whose seed-0 run gets a daa.diagnose table
 
 
 def free_port() -> int:
@@ -273,7 +274,7 @@ def load_plan(path: Path) -> list[Study]:
         try:
             arms = [Arm(a["name"], a.get("variant", a["name"]), tuple(a.get("set", []))) for a in d["arms"]]
             st = Study(d["name"], d["task"], d.get("split", "test"), [int(x) for x in d.get("seeds", [0, 1, 2])],
-                       arms, d.get("title", ""), list(d.get("set", [])))
+                       arms, d.get("title", ""), list(d.get("set", [])), list(d.get("diagnose", [])))
         except (KeyError, TypeError, ValueError) as e:
             raise SystemExit(f"error: --plan {path}: study {k} is malformed ({type(e).__name__}: {e})") from None
         check_study(st)
@@ -291,6 +292,10 @@ def check_study(st: Study) -> None:
     for a in st.arms:
         if a.variant not in VARIANTS:
             raise SystemExit(f"error: unknown variant {a.variant!r}; choose from {', '.join(ALL_VARIANTS)}")
+    names = {a.name: a for a in st.arms}
+    for d in st.diagnose:
+        if d not in names or names[d].variant in ("baseline", "oracle"):
+            raise SystemExit(f"error: study {st.name}: diagnose names {d!r}, which is not one of its DAA arms")
 
 
 def cli_studies(a, polyu: Path | None) -> list[Study]:
@@ -390,8 +395,35 @@ def main(argv=None) -> int:
         summaries.append(summarize(st.task, st.title or t.title, input_result(paths[st.task], st.task, st.split), rs,
                                    [arm.name for arm in st.arms], st.split, t.y_metric, st.name))
     report(out, summaries, resolve(a.report_dir) if a.report_dir else None)
+    diagnostics(out, studies, paths, resolve(a.report_dir) if a.report_dir else None, a.report_only)
     log(f"DAA-mini done in {time.time() - t0:.0f} s (results in {out})")
     return 1 if not a.report_only and len(results) < len(jobs) else 0
+
+
+def diagnostics(out: Path, studies: list[Study], paths: dict, report_dir: Path | None, report_only: bool) -> None:
+    """daa.diagnose on the named arms' seed-0 runs (the study's validation pairs), one table each; cached as
+    diagnose.json in the run folder."""
+    md = []
+    for st in studies:
+        for name in st.diagnose:
+            run = out / st.task / name / f"s{min(st.seeds)}"
+            js = run / "diagnose.json"
+            if not js.is_file() and not report_only and (run / "done").is_file():
+                subprocess.run([sys.executable, "-m", "daa.diagnose", str(run), "--pairs", str(paths[st.task]["val"]),
+                                "--threads", "1", "--json", str(js)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+            if js.is_file():
+                from daa.diagnose import Probe
+                from daa.diagnose import table_md as diag_table
+
+                d = json.loads(js.read_text())
+                md += [f"#### `{st.task}/{name}` (seed {min(st.seeds)}, α={d['alpha']:.3f}, validation pairs)", "",
+                       diag_table({k: Probe(**v) for k, v in d["rows"].items()}), ""]
+    if md:
+        text = "\n".join(md)
+        (out / "diagnostics.md").write_text(text)
+        if report_dir is not None:
+            (report_dir / "diagnostics.md").write_text(text)
+        print("\n" + text, flush=True)
 
 
 if __name__ == "__main__":

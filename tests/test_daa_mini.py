@@ -156,7 +156,7 @@ def test_plan_scores_one_run_on_both_splits(tmp_path):
     plan = tmp_path / "plan.yaml"
     plan.write_text("""studies:
   - {name: pick, task: noise, split: val, seeds: [0], arms: [{name: baseline}, {name: daa-a2, variant: daa,
-     set: [objective.alpha_max=2.0]}]}
+     set: [objective.alpha_max=2.0]}], diagnose: [daa-a2]}
   - {name: final, task: noise, split: test, seeds: [0], arms: [{name: baseline}]}
 """)
     cmd = [sys.executable, "launch/daa_mini.py", "--quick", "--plan", str(plan), "--data", str(tmp_path / "data"),
@@ -170,6 +170,8 @@ def test_plan_scores_one_run_on_both_splits(tmp_path):
     assert json.loads((tmp_path / "runs" / "noise" / "daa-a2" / "s0" / "result_val.json").read_text())[
         "base_variant"] == "daa"
     assert "(`pick`, val split)" in r.stdout and "(`final`, test split)" in r.stdout
+    diag = (tmp_path / "runs" / "diagnostics.md").read_text()  # the diagnostic of the daa arm, per t-quartile
+    assert "`noise/daa-a2`" in diag and diag.count("| t ") == 5 and "| all |" in diag
     r2 = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r2.returncode == 0 and "(0 to train)" in r2.stdout, r2.stdout[-2000:]
 
@@ -180,6 +182,7 @@ def test_plan_scores_one_run_on_both_splits(tmp_path):
     ("studies:\n  - {name: a, task: noise, split: train, arms: [{name: baseline}]}", "split must be val or test"),
     ("studies:\n  - {name: a, task: noise, arms: [{name: x, variant: best}]}", "unknown variant 'best'"),
     ("studies:\n  - {task: noise, arms: []}", "malformed"),
+    ("studies:\n  - {name: a, task: noise, arms: [{name: baseline}], diagnose: [baseline]}", "not one of its DAA"),
 ])
 def test_bad_plan_is_a_one_line_error(text, words, tmp_path):
     plan = tmp_path / "plan.yaml"
