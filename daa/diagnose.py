@@ -12,7 +12,11 @@ what would help, per quartile of the diffusion step t:
 - **parameter-space cosines** of ∇_θ(α·L_noise) with the oracle's gradient (Charbonnier on the target pairs: what
   training on real pairs would do) and with the source gradient (Charbonnier on the synthetic pairs), the source
   gradient's own cosine with the oracle, and how much adding the noise term moves the total update toward the
-  oracle's (Δcos = cos(g_src + g_noise, g_oracle) − cos(g_src, g_oracle)).
+  oracle's (Δcos = cos(g_src + g_noise, g_oracle) − cos(g_src, g_oracle)). These use the gradients summed over the
+  quartile's batches (one batch's gradient is mostly sampling noise), and ‖∇θ noise‖/‖∇θ pix‖ compares their norms.
+
+A per-pixel cosine between two unrelated directions in D dimensions is of the order 1/√D (64² RGB crops: ±0.01), so
+read cos(−∇, y_r−ŷ_r) against that scale.
 
 Source pairs: the split's own source-degraded copies (corpus splits written by data_shards.valset), else `--source
 SPLIT`, else — for denoising — the run's on-the-fly AWGN (σ ~ U[data.awgn_sigma]) on other clean crops of the split.
@@ -74,8 +78,9 @@ def _flat(grads) -> torch.Tensor:
 
 
 def probe_batch(obj: DAAObjective, x_s: torch.Tensor, y_s: torch.Tensor, x_r: torch.Tensor, y_r: torch.Tensor,
-                alpha: float, draws: StepDraws, y_ref: torch.Tensor | None = None) -> Probe:
-    """Gradient statistics of one batch under fixed draws (tensors in the networks' value range)."""
+                alpha: float, draws: StepDraws, y_ref: torch.Tensor | None = None, grads: dict | None = None) -> Probe:
+    """Gradient statistics of one batch under fixed draws (tensors in the networks' value range). If `grads` is a
+    dict, the three parameter-space gradients are added into it (keys noise, src, oracle) for pooled cosines."""
     if obj.cfg.mode == "baseline":
         raise ValueError("the diagnostic needs a run trained with a diffusion model (objective mode daa or daa_ref)")
     params = [p for p in obj.restorer.parameters() if p.requires_grad]
@@ -102,6 +107,9 @@ def probe_batch(obj: DAAObjective, x_s: torch.Tensor, y_s: torch.Tensor, x_r: to
     g_src = through_r(g_pix, torch.zeros_like(rr))
     g_or_r = torch.autograd.grad(charbonnier(x_r + rr, y_r, eps), rr)[0]
     g_or = through_r(torch.zeros_like(rs), g_or_r)
+    if grads is not None:
+        for k, g in (("noise", g_noise), ("src", g_src), ("oracle", g_or)):
+            grads[k] = grads[k] + g if k in grads else g.clone()
     return Probe(
         cos_real=_per_sample_cos(-g_rr, y_r - y_hat_r), cos_syn=_per_sample_cos(-g_rs, y_s - y_hat_s),
         rms_ratio=rms(g_rr) / max(rms(g_pix), 1e-30),
@@ -129,11 +137,19 @@ def quartile_edges(obj: DAAObjective) -> list[tuple[int, int]]:
     return [(e[k], e[k + 1] - 1) for k in range(4)]
 
 
-def mean_probe(ps: list[Probe]) -> Probe:
+def mean_probe(ps: list[Probe], grads: dict | None = None) -> Probe:
+    """Mean of the per-batch statistics; with `grads` (summed over the batches), the parameter-space cosines and the
+    norm ratio are those of the summed gradients: one batch's gradient is too noisy to say where training goes."""
     def m(name):
         v = [getattr(p, name) for p in ps if not math.isnan(getattr(p, name))]
         return sum(v) / len(v) if v else float("nan")
-    return Probe(**{k: m(k) for k in Probe.__dataclass_fields__})
+    out = Probe(**{k: m(k) for k in Probe.__dataclass_fields__})
+    if grads:
+        gn, gs, go = grads["noise"], grads["src"], grads["oracle"]
+        out.cos_oracle, out.cos_source, out.cos_source_oracle = _cos(gn, go), _cos(gn, gs), _cos(gs, go)
+        out.delta_cos_total = _cos(gs + gn, go) - _cos(gs, go)
+        out.norm_ratio = float(gn.norm() / max(float(gs.norm()), 1e-30))
+    return out
 
 
 def run_probes(obj: DAAObjective, pairs: dict[str, torch.Tensor], alpha: float, batches: int, batch: int,
@@ -143,16 +159,19 @@ def run_probes(obj: DAAObjective, pairs: dict[str, torch.Tensor], alpha: float, 
     gen = torch.Generator().manual_seed(seed)
     n = len(pairs["x_r"])
     out: dict[str, Probe] = {}
+    total: dict = {}
     for q, (a, b) in enumerate(quartile_edges(obj)):
-        ps = []
+        ps, grads = [], {}
         for _ in range(batches):
             i = torch.randint(0, n, (batch,), generator=gen)
             j = torch.randint(0, len(pairs["x_s"]), (batch,), generator=gen)
             d = quartile_draws(obj, batch, pairs["x_r"].shape[1:], q, gen)
             ps.append(probe_batch(obj, pairs["x_s"][j], pairs["y_s"][j], pairs["x_r"][i], pairs["y_r"][i], alpha, d,
-                                  y_ref=pairs["y_s"][j.roll(1)] if obj.cfg.mode == "daa_ref" else None))
-        out[f"t {a}-{b}"] = mean_probe(ps)
-    out["all"] = mean_probe(list(out.values()))
+                                  y_ref=pairs["y_s"][j.roll(1)] if obj.cfg.mode == "daa_ref" else None, grads=grads))
+        out[f"t {a}-{b}"] = mean_probe(ps, grads)
+        for k, g in grads.items():
+            total[k] = total[k] + g if k in total else g.clone()
+    out["all"] = mean_probe(list(out.values()), total)
     return out
 
 
