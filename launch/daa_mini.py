@@ -112,15 +112,17 @@ def run_overrides(task: str, arm: Arm, seed: int, paths: dict[str, Path], run_di
 
 
 def config_digest(sets: list[str]) -> str:
-    """Identity of a run's resolved training config (launch/configs/daa_mini.yaml + overrides; the run folder
-    excluded): a cached result counts only while its digest matches."""
+    """Identity of a run's resolved training config (launch/configs/daa_mini.yaml + overrides), without the paths
+    (run folder, shard folder: the training data's identity is its own digest), so that a checkout elsewhere finds
+    its cached results: a cached result counts only while its digest matches."""
     import dataclasses
     import hashlib
 
     from daa.config import load_config
 
     d = dataclasses.asdict(load_config("daa_mini", sets))
-    d["run"].pop("run_dir", None)
+    for sec, key in (("run", "run_dir"), ("data", "shards"), ("data", "val")):
+        d[sec].pop(key, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -233,7 +235,7 @@ def one_run(out: Path, task: str, arm: Arm, seed: int, paths: dict[str, Path], e
                                "to retrain it")
     res = json.loads(res_path.read_text()) if res_path.is_file() else None
     if res is not None and res.get("eval_digest") == eval_digest:
-        return res
+        return {**res, "variant": arm.name}  # the arm's name in this plan (a run folder may have been renamed)
     with _RUN_LOCKS_GUARD:
         lock = _RUN_LOCKS.setdefault(str(run_dir), threading.Lock())
     with lock:  # two studies scoring one run on different splits train it once
