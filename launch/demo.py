@@ -73,7 +73,7 @@ def train(mode: str, out: Path, paths: dict[str, Path], ranks: int, quick: bool)
 def reference_figure() -> str:
     """DAA-mini's 3-seed deraining figure, as committed in docs/results/summary.json."""
     try:
-        rain = next(s for s in json.loads(RESULTS.read_text()) if s["task"] == "rain")
+        rain = next(s for s in json.loads(RESULTS.read_text()) if s.get("study") == "rain" and s["split"] == "test")
         v = rain["verdict"]
         return (f"DAA-mini, same setting, {v['seeds']} seeds: {v['gain_db']:+.2f} dB, pooled seed std "
                 f"{v['pooled_std']:.2f} dB ({v['status']}; docs/RESULTS.md)")
