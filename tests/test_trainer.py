@@ -130,3 +130,16 @@ def test_incomplete_checkpoint_is_skipped(tmp_path, monkeypatch):
         t = Trainer(_cfg(tmp_path, *args, "run.total_images=24"), stream=SyntheticStream(4, 16), valset=None)
     assert t.images_seen == 16
     t.close()
+
+
+def test_resume_with_another_run_kernels(tmp_path, monkeypatch):
+    """run.kernels is declared resumable (it picks an implementation, not the maths): a run started with one and
+    resumed with another continues, and the config is not mutated by building the objective (issue #14)."""
+    monkeypatch.setenv("DAA_NO_TQDM", "1")
+    args = ["objective.mode=daa", "run.log_every_images=8", "run.ckpt_every_images=8", "run.eval_every_images=100"]
+    cfg = _cfg(tmp_path, *args, "run.total_images=8", "run.kernels=torch")
+    before = cfg.to_dict()
+    _train(cfg)
+    assert cfg.to_dict() == before and cfg.objective.kernels is None
+    t, _ = _train(_cfg(tmp_path, *args, "run.total_images=16", "run.kernels=auto"))
+    assert t.images_seen == 16

@@ -7,6 +7,7 @@ an uninterrupted one; the data stream's state is checkpointed per rank.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -47,8 +48,8 @@ def build_objective(cfg: TrainConfig) -> DAAObjective:
     denoiser = None
     if cfg.objective.mode != "baseline":
         denoiser = build_diffusion_unet(m.diffusion_preset, **m.diffusion_args)
-    obj_cfg = cfg.objective
-    obj_cfg.kernels = cfg.run.kernels
+    # the objective gets its own copy with the kernel choice: the config (and so its hash) is never mutated
+    obj_cfg = dataclasses.replace(cfg.objective, kernels=cfg.run.kernels)
     return DAAObjective(restorer, denoiser, obj_cfg, cfg.schedule)
 
 
@@ -57,8 +58,8 @@ class Trainer:
         """`stream` (an iterator of batch dicts with state_dict/load_state_dict) and `valset` ((degraded, clean)
         tensors in [0,1]) default to the shard stream and validation split named in cfg.data."""
         self.cfg = cfg
-        # the hash of the config as given (build_objective later copies run.kernels into the objective config);
-        # checkpoint markers record it so that _check_run_dir can compare before anything is loaded or written
+        # the hash of the config: checkpoint markers record it so that _check_run_dir can compare before anything
+        # is loaded or written
         self.config_hash = cfg.hash()
         self.dist: DistInfo = init_distributed(cfg.run.dist_timeout_minutes)
         self.run_dir = Path(cfg.run.run_dir)
@@ -179,7 +180,11 @@ class Trainer:
         _, client = self.engine.load_checkpoint(str(self.ckpt.root), tag=tag, load_module_strict=True)
         if client is None:
             raise RuntimeError(f"checkpoint {self.ckpt.root / tag} could not be loaded")
-        if client.get("config_hash") != self.cfg.hash():
+        # checkpoints written before issue #14 recorded the hash of a config whose objective.kernels had been set
+        # from run.kernels; they belong to this run too
+        legacy = dataclasses.replace(self.cfg, objective=dataclasses.replace(self.cfg.objective,
+                                                                             kernels=self.cfg.run.kernels)).hash()
+        if client.get("config_hash") not in (self.config_hash, legacy):
             raise ConfigError(f"checkpoint {tag} was written by a different config (hash {client.get('config_hash')})")
         self.images_seen, self.micro_step = client["images_seen"], client["micro_step"]
         self.skipped_steps = client.get("skipped_steps", 0)
@@ -195,7 +200,7 @@ class Trainer:
     def save_checkpoint(self) -> str:
         step = self.engine.global_steps
         tag = tag_for(step)
-        client = {"images_seen": self.images_seen, "micro_step": self.micro_step, "config_hash": self.cfg.hash(),
+        client = {"images_seen": self.images_seen, "micro_step": self.micro_step, "config_hash": self.config_hash,
                   "ema": self.ema.module.state_dict(), "skipped_steps": self.skipped_steps,
                   "history": self.history}
         try:
