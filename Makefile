@@ -54,20 +54,20 @@ data: install
 
 # the main job: shards from the offline corpus, baseline vs DAA on 2 CPU ranks, a PSNR table and figures
 demo: install
-	$(PY) launch/demo.py
+	$(PY) launch/studies/demo.py
 
 demo-quick: install
-	$(PY) launch/demo.py --quick --out runs/demo-quick
+	$(PY) launch/studies/demo.py --quick --out runs/demo-quick
 
 # DAA-mini: the paper's claim at CPU scale (every task × variant × 3 seeds, ~2.5 h on 2 cores; resumable: a rerun
 # trains only what is missing). Tables and plots go to docs/results/; docs/RESULTS.md discusses them.
 reproduce: install
 	$(PY) -m data_shards.photos --out .data/photos
 	$(PY) -m data_shards.noise_stats $(NOISE_STATS) --json docs/results/noise_stats.json > docs/results/noise_stats.md
-	$(PY) launch/daa_mini.py --plan launch/configs/daa_mini_plan.yaml --report-dir docs/results
+	$(PY) launch/studies/daa_mini.py --plan launch/studies/plans/daa_mini.yaml --report-dir docs/results
 
 reproduce-quick: install
-	$(PY) launch/daa_mini.py --quick
+	$(PY) launch/studies/daa_mini.py --quick
 
 # the reliability suite: preemption (SIGKILL/SIGTERM), a dying rank, corrupt data, NaNs, bad input (≤ 10 min)
 test-faults: install

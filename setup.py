@@ -13,6 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["daa", "daa.*", "kernels", "kernels.*", "data_shards", "data_shards.*"]),
+    package_data={"daa": ["configs/*.yaml"]},  # named configs (--config demo) load from an installed wheel
     install_requires=[
         "torch>=2.1",
         "numpy",

@@ -1,6 +1,6 @@
-"""One typed config tree for a training run: YAML files in launch/configs/, `--set a.b=value` overrides, validation
-with one-line errors, a hash that tells whether a run directory belongs to this config, and the DeepSpeed JSON
-generated from it (so batch sizes and precision have one source).
+"""One typed config tree for a training run: YAML files in daa/configs/ (package data), `--set a.b=value`
+overrides, validation with one-line errors, a hash that tells whether a run directory belongs to this config, and
+the DeepSpeed JSON generated from it (so batch sizes and precision have one source).
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import yaml
 from .diffusion import ScheduleConfig
 from .objective import ObjectiveConfig
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "launch" / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+"""Named configs ship inside the package, so `--config demo` works from an installed wheel."""
 TASKS = ("denoise", "deblur", "derain")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -198,7 +199,7 @@ RESUMABLE_FIELDS = (
 
 # ---- building from YAML + overrides -------------------------------------------------------------------------------
 def load_config(name_or_path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Load a YAML config (a path, or a name in launch/configs/), apply `a.b=value` overrides, validate."""
+    """Load a YAML config (a path, or a name in daa/configs/), apply `a.b=value` overrides, validate."""
     data: dict[str, Any] = {}
     if name_or_path:
         path = Path(name_or_path)

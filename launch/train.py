@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="demo", help="a YAML path or a name in launch/configs/ (default: demo)")
+    p.add_argument("--config", default="demo", help="a YAML path or a name in daa/configs/ (default: demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set run.zero_stage=3 (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and DeepSpeed JSON, then exit")

@@ -16,7 +16,7 @@ from PIL import Image
 from daa.models import build_diffusion_unet, build_restorer, count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("daa_mini", ROOT / "launch" / "daa_mini.py")
+_spec = importlib.util.spec_from_file_location("daa_mini", ROOT / "launch" / "studies" / "daa_mini.py")
 daa_mini = importlib.util.module_from_spec(_spec)
 sys.modules["daa_mini"] = daa_mini  # dataclasses look their module up
 _spec.loader.exec_module(daa_mini)
@@ -100,7 +100,7 @@ def test_verdict_rule():
 
 def test_quick_end_to_end(tmp_path):
     """--quick: a pool-P-only corpus, shards, 2 tiny runs, evaluation, tables and plots; a rerun trains nothing."""
-    cmd = [sys.executable, "launch/daa_mini.py", "--quick", "--data", str(tmp_path / "data"), "--out",
+    cmd = [sys.executable, "launch/studies/daa_mini.py", "--quick", "--data", str(tmp_path / "data"), "--out",
            str(tmp_path / "runs"), "--report-dir", str(tmp_path / "report")]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -159,8 +159,8 @@ def test_plan_scores_one_run_on_both_splits(tmp_path):
      set: [objective.alpha_max=2.0]}], diagnose: [daa-a2]}
   - {name: final, task: noise, split: test, seeds: [0], arms: [{name: baseline}]}
 """)
-    cmd = [sys.executable, "launch/daa_mini.py", "--quick", "--plan", str(plan), "--data", str(tmp_path / "data"),
-           "--out", str(tmp_path / "runs")]
+    cmd = [sys.executable, "launch/studies/daa_mini.py", "--quick", "--plan", str(plan), "--data",
+           str(tmp_path / "data"), "--out", str(tmp_path / "runs")]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     run = tmp_path / "runs" / "noise" / "baseline" / "s0"

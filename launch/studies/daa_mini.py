@@ -1,9 +1,9 @@
 """DAA-mini: does adaptation through the diffusion loss beat synthetic-only training, at CPU scale? (`make reproduce`)
 
-Per task it builds the data once (cached under --data; launch/daa_mini_data.py), trains every (arm, seed) with the
-same restorer-update budget through this project's own trainer (launch/train.py, config launch/configs/daa_mini.yaml),
+Per task it builds the data once (cached under --data; daa_mini_data.py beside this file), trains every (arm, seed) with
+the same restorer-update budget through this project's own trainer (launch/train.py, config daa/configs/daa_mini.yaml),
 scores the EMA restorer on the target-domain split and the source-domain split of the chosen `--split` (val or
-test), and writes tables, bar plots and verdicts (launch/daa_mini_report.py).
+test), and writes tables, bar plots and verdicts (launch/studies/daa_mini_report.py).
 
 Tasks (design: shared/notes/data.md §3 and docs/RESULTS.md):
 - camnoise / noise: denoising with realistic synthetic camera noise (data_shards.degrade target profiles `sidd` —
@@ -16,7 +16,7 @@ Tasks (design: shared/notes/data.md §3 and docs/RESULTS.md):
 Arms (rows): a variant — baseline (source pairs only), daa, no-tricks (no channel shuffling, no residual-swap
 negatives), cs-only, detach-neg (negatives do not train R), daa_ref, oracle (the same restorer trained on target
 pairs) — plus optional config overrides. `--plan FILE` runs a list of studies (task × split × seeds × arms; `make
-reproduce` runs launch/configs/daa_mini_plan.yaml); without it, one study per task from --tasks/--variants/--set.
+reproduce` runs launch/studies/plans/daa_mini.yaml); without it, one study per task from --tasks/--variants/--set.
 
 Protocol (issue #12): configurations are chosen on the validation split; the test split is scored once per final
 configuration. A run trained for one split is reused for the other (only its evaluation is added).
@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -112,7 +112,7 @@ def run_overrides(task: str, arm: Arm, seed: int, paths: dict[str, Path], run_di
 
 
 def config_digest(sets: list[str]) -> str:
-    """Identity of a run's resolved training config (launch/configs/daa_mini.yaml + overrides), without the paths
+    """Identity of a run's resolved training config (daa/configs/daa_mini.yaml + overrides), without the paths
     (run folder, shard folder: the training data's identity is its own digest), so that a checkout elsewhere finds
     its cached results: a cached result counts only while its digest matches."""
     import dataclasses
@@ -318,7 +318,7 @@ def cli_studies(a, polyu: Path | None) -> list[Study]:
 # ----------------------------------------------------------------------------------------------------------------------
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--plan", default=None, help="a YAML list of studies (see launch/configs/daa_mini_plan.yaml); "
+    p.add_argument("--plan", default=None, help="a YAML list of studies (see launch/studies/plans/daa_mini.yaml); "
                    "replaces --tasks/--variants/--seeds/--split")
     p.add_argument("--tasks", default=None, help="comma list of " + ", ".join(TASKS) + " (default: all available)")
     p.add_argument("--variants", default=None, help="comma list (default: each task's plan); any of "

@@ -1,5 +1,5 @@
 """DAA-mini's data: per task the training shards, the oracle's shards and the fixed validation and test splits, each
-built once (a step is skipped when its manifest exists). Used by launch/daa_mini.py.
+built once (a step is skipped when its manifest exists). Used by launch/studies/daa_mini.py.
 
 Splits (issue #12's protocol: every choice on the validation split, the test split scored once per final config):
 - corpus tasks: source pairs from pool S, unpaired target inputs from pool U (the oracle: their pairs), validation
@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)

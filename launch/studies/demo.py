@@ -5,7 +5,7 @@ gain is established at this scale (deraining, docs/RESULTS.md).
 2. writes DAA-mini's deraining data: source pairs with Rain100L-like streaks (the paper's synthetic side), unpaired
    pool-U crops with realistic rain (multi-layer, slanted, screen-blended, JPEG: the "real" stand-in), and the fixed
    held-out target test split (pool E),
-3. trains `baseline` and `daa` with launch/configs/demo_rain.yaml (DAA-mini's rain setting) on 2 CPU ranks via
+3. trains `baseline` and `daa` with daa/configs/demo_rain.yaml (DAA-mini's rain setting) on 2 CPU ranks via
    torchrun + DeepSpeed ZeRO-2,
 4. prints input / baseline / DAA PSNR on the held-out split, the gain, and beside it DAA-mini's 3-seed figure for the
    same setting (docs/results/summary.json),
@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -78,7 +78,7 @@ def reference_figure() -> str:
         return (f"DAA-mini, same setting, {v['seeds']} seeds: {v['gain_db']:+.2f} dB, pooled seed std "
                 f"{v['pooled_std']:.2f} dB ({v['status']}; docs/RESULTS.md)")
     except (OSError, StopIteration, KeyError, ValueError):
-        return f"DAA-mini's 3-seed figure is not available ({RESULTS.relative_to(ROOT)} has no rain row)"
+        return f"DAA-mini's 3-seed figure is not available ({RESULTS.name} has no rain test study)"
 
 
 def report(out: Path, runs: dict[str, Path], test: Path) -> dict:
