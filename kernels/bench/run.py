@@ -43,22 +43,20 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import triton
-import triton.language as tl
 
-from . import noise_mse as _nm
-from .conditions import build_conditions, build_conditions_reference
-from .noise_mse import cdiv, noise_mse
+from .. import noise_mse as _nm
+from .cases import DTYPES, _inputs, bytes_moved, make_case
+from .timing import _DEV_NOTES, DEV_CALLS, _keep_freed_memory, copy_bandwidth, device_times, time_fn
 
-REPO = Path(__file__).resolve().parent.parent
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # launch/harness.py: a checkout tool, not the wheel
+from launch.harness import CsvLog, git_sha  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
 CSV_FIELDS = ("timestamp", "git_sha", "device", "torch", "triton", "op", "mode", "provider", "dtype", "B", "H", "W",
               "ms_p50", "ms_p20", "ms_p80", "bytes", "gbps", "pct_copy", "copy_gbps", "x_vs_official",
               "x_vs_compile", "dev_ms", "dev_gbps", "dev_pct_copy", "dev_x_vs_official", "dev_x_vs_compile",
@@ -75,333 +73,6 @@ WALL_VS_DEVICE = ("wall = do_bench time per call, host gaps included (host-bound
 
 # ---------------------------------------------------------------------------------------------------------------
 # the official eager op sequence (spec §2.3, models/network.py of the official code, diff_flag=1)
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def official_conditions(y, x_s, x_r, r_s, r_r, alpha_bar, mask_cpu, mask_neg_cpu, noise):
-    """What a straightforward port does: separate q_sample, ŷ_s/ŷ_r, clone + boolean-mask in-place swaps (masks are
-    CPU tensors, `torch.rand(b) > 0.5`, as in the official code), two channel cats, one batch cat."""
-    g = alpha_bar.view(-1, 1, 1, 1).to(y.dtype)
-    y_noisy = g.sqrt() * y + (1 - g).sqrt() * noise
-    y_syn_correct = x_s + r_s
-    y_real_correct = x_r + r_r
-    y_syn_correct_swap = y_syn_correct.clone()
-    y_real_correct_swap = y_real_correct.clone()
-    y_syn_correct_swap[mask_cpu] = y_real_correct[mask_cpu]
-    y_real_correct_swap[mask_cpu] = y_syn_correct[mask_cpu]
-    y_syn_correct_neg = x_s + r_r
-    y_real_correct_neg = x_r + r_s
-    y_syn_correct_neg_swap = y_syn_correct_neg.clone()
-    y_real_correct_neg_swap = y_real_correct_neg.clone()
-    y_syn_correct_neg_swap[mask_neg_cpu] = y_real_correct_neg[mask_neg_cpu]
-    y_real_correct_neg_swap[mask_neg_cpu] = y_syn_correct_neg[mask_neg_cpu]
-    pos = torch.cat([y_noisy, y_syn_correct_swap, y_real_correct_swap], dim=1)
-    neg = torch.cat([y_noisy, y_syn_correct_neg_swap, y_real_correct_neg_swap], dim=1)
-    return torch.cat([pos, neg], 0), y_syn_correct
-
-
-def reference_noise_mse(eps_hat, noise):
-    b = noise.shape[0]
-    return torch.stack([F.mse_loss(eps_hat[:b], noise), F.mse_loss(eps_hat[b:], noise)])
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# byte models (minimal traffic; planes of B·H·W elements, see kernels/conditions.py)
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def bytes_moved(op: str, mode: str, provider: str, b: int, h: int, w: int, elsize: int) -> int:
-    plane = b * h * w * elsize
-    seeded = provider == "triton-seeded"
-    if op == "conditions":
-        fwd = 36 if seeded else 39
-        bwd = 21
-    elif op == "noise_mse":  # ε̂ is 6 planes, ε 3 planes
-        fwd = 6 if seeded else 9
-        bwd = 12 if seeded else 15
-    else:  # pipeline fwd+bwd: randn write 3 + conditions 60 + noise_mse 24, seeded: 57 + 18
-        return plane * (75 if seeded else 87)
-    return plane * {"fwd": fwd, "bwd": bwd, "fwd+bwd": fwd + bwd}[mode]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# timing: wall (do_bench / a timer loop on CPU) and device (torch.profiler)
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def time_fn(fn, device: torch.device, quick: bool, min_samples: int = 10) -> tuple[float, float, float]:
-    """Wall time (p50, p20, p80) in ms."""
-    if device.type == "cuda":
-        q = triton.testing.do_bench(fn, warmup=10 if quick else 25, rep=40 if quick else 100, quantiles=[0.5, 0.2, 0.8])
-        return tuple(float(x) for x in q)
-    for _ in range(3):
-        fn()
-    times, t_end = [], time.perf_counter() + (0.2 if quick else 0.5)
-    while len(times) < min_samples or (time.perf_counter() < t_end and len(times) < 50):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    qs = statistics.quantiles(times, n=10)
-    return statistics.median(times), qs[1], qs[7]
-
-
-@triton.jit
-def _l2_flush_marker_kernel(buf_ptr, out_ptr, n, BLOCK: tl.constexpr):
-    """Reads a zero int32 buffer and stores nothing (the store's mask is data-dependent, so the loads stay, but never
-    true): evicts L2 with clean lines, so no dirty write-back of the flush lands in the next timed call. Its unique
-    name also marks call boundaries on the profiler's device timeline."""
-    pid = tl.program_id(0)
-    offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    v = tl.load(buf_ptr + offs, mask=offs < n, other=0)
-    s = tl.sum(v, axis=0)
-    tl.store(out_ptr + pid, s, mask=s != 0)
-
-
-_MARKER = "l2_flush_marker"
-_FLUSH_INTS = 1 << 26  # 256 MiB of int32: 5x the 50 MiB L2 of an H100 / H200
-_FLUSH_BLOCK = 4096
-_FLUSH_BUFFERS: dict = {}
-DEV_CALLS = 10
-_DEV_NOTES: list[str] = []  # why device time was n/a (each reason reported once)
-_PROFILER_ACTIVITIES = None  # the activity set that yielded device events (found on the first measurement)
-
-
-def _l2_flush(device: torch.device) -> None:
-    bufs = _FLUSH_BUFFERS.get(device)
-    if bufs is None:
-        bufs = _FLUSH_BUFFERS[device] = (torch.zeros(_FLUSH_INTS, dtype=torch.int32, device=device),
-                                         torch.zeros(cdiv(_FLUSH_INTS, _FLUSH_BLOCK), dtype=torch.int32, device=device))
-    buf, out = bufs
-    _l2_flush_marker_kernel[(out.numel(),)](buf, out, _FLUSH_INTS, BLOCK=_FLUSH_BLOCK, num_warps=8)
-
-
-def _dev_note(text: str) -> None:
-    if text not in _DEV_NOTES:
-        _DEV_NOTES.append(text)
-        print(f"# {text}", file=sys.stderr, flush=True)
-
-
-def _is_device_work(activity) -> bool:
-    """Kernels, memcpys and memsets; not the annotation / synchronisation spans that also sit on the device rows."""
-    a = str(activity).lower()
-    return "kernel" in a or "memcpy" in a or "memset" in a
-
-
-def _device_events(prof) -> list[tuple[int, int, str]]:
-    """(start_ns, duration_ns, name) of the device work the profiler recorded, in start order."""
-    cuda = torch.autograd.DeviceType.CUDA
-    try:
-        rows = [(e.start_ns(), e.duration_ns(), e.name(), e.activity_type() if hasattr(e, "activity_type") else None)
-                for e in prof.profiler.kineto_results.events() if e.device_type() == cuda]
-    except (AttributeError, RuntimeError, TypeError):  # an older / newer profiler layout: the parsed events
-        rows = [(int(e.time_range.start * 1e3), int(e.time_range.elapsed_us() * 1e3), e.name,
-                 getattr(e, "activity_type", None)) for e in prof.events() if e.device_type == cuda]
-    rows.sort(key=lambda r: (r[0], r[1]))
-    if all(isinstance(act, str) for *_, act in rows):  # kineto's names: "kernel", "gpu_memcpy", "gpu_memset", ...
-        return [(st, du, nm) for st, du, nm, act in rows if _is_device_work(act)]
-    return _drop_spans([(st, du, nm) for st, du, nm, _ in rows])  # no (or numeric) activity types
-
-
-def _drop_spans(evs):
-    """Without activity types: on one stream real work never overlaps, so of two overlapping device events the
-    longer is an annotation span around work (e.g. a compiled graph's record_function) and is dropped."""
-    out = []
-    for ev in evs:
-        if out and ev[0] < out[-1][0] + out[-1][1]:
-            if ev[1] < out[-1][1]:
-                out[-1] = ev
-            continue
-        out.append(ev)
-    return out
-
-
-def device_times(fns, device: torch.device, n: int = DEV_CALLS) -> list[float | None]:
-    """GPU busy ms per call of each zero-argument callable (None = n/a, the reason goes to `_DEV_NOTES`).
-
-    One profiler session for all of them: warm-up (2 calls each), then for each fn n × (L2-flush marker, fn), a
-    closing marker, synchronize. On the device timeline (one stream, so start order = launch order) the markers cut
-    len(fns)·n segments; a call's time is the summed duration of the kernels / memcpys / memsets in its segment.
-    """
-    if device.type != "cuda" or not fns:
-        return [None] * len(fns)
-    try:
-        return _device_times(fns, device, n)
-    except Exception as e:  # the profiler must never take the benchmark down
-        _dev_note(f"device time n/a: profiler failed ({type(e).__name__}: {str(e)[:200]})")
-        return [None] * len(fns)
-
-
-def _device_times(fns, device, n):
-    global _PROFILER_ACTIVITIES
-    from torch.profiler import ProfilerActivity, profile
-
-    for fn in fns:
-        fn()
-        fn()
-    _l2_flush(device)
-    torch.cuda.synchronize(device)
-    options = ([_PROFILER_ACTIVITIES] if _PROFILER_ACTIVITIES else
-               [[ProfilerActivity.CUDA], [ProfilerActivity.CPU, ProfilerActivity.CUDA]])
-    evs = []
-    for acts in options:
-        with profile(activities=acts) as prof:
-            for fn in fns:
-                for _ in range(n):
-                    _l2_flush(device)
-                    fn()
-            _l2_flush(device)
-            torch.cuda.synchronize(device)
-        evs = _device_events(prof)
-        if evs:
-            _PROFILER_ACTIVITIES = acts
-            break
-    if not evs:
-        _dev_note("device time n/a: the profiler recorded no CUDA kernel/memcpy/memset events (no CUPTI?)")
-        return [None] * len(fns)
-    per_call = per_call_ms(evs, len(fns), n)
-    if isinstance(per_call, str):
-        _dev_note(f"device time n/a: {per_call}")
-        return [None] * len(fns)
-    return per_call
-
-
-def per_call_ms(evs, n_fns: int, n: int) -> list[float | None] | str:
-    """Split the device timeline [(start_ns, duration_ns, name)] at the L2-flush markers into n_fns·n calls (the
-    first n belong to the first fn, ...) and return each fn's mean summed duration per call in ms (None if a fn's
-    calls did no device work at all). A string says why the timeline does not split as expected."""
-    marks = [i for i, ev in enumerate(evs) if _MARKER in ev[2]]
-    want = n_fns * n + 1
-    if len(marks) != want:
-        names = sorted({ev[2][:50] for ev in evs})[:6]
-        return (f"found {len(marks)} L2-flush markers on the device timeline, expected {want} (device event names: "
-                f"{names})")
-    calls = [sum(ev[1] for ev in evs[marks[j] + 1:marks[j + 1]]) for j in range(want - 1)]
-    out = []
-    for k in range(n_fns):
-        total_ns = sum(calls[k * n:(k + 1) * n])
-        out.append(total_ns / n / 1e6 if total_ns > 0 else None)
-    return out
-
-
-def copy_bandwidth(device: torch.device) -> tuple[float, float | None]:
-    """GB/s of a large device-to-device copy_, counting bytes read + written: (wall, device time or None)."""
-    n = (1 << 28) if device.type == "cuda" else (1 << 25)  # 1 GiB / 128 MiB of fp32
-    bufs = [torch.randn(n, device=device)]
-    bufs.append(torch.empty_like(bufs[0]))
-
-    def copy():
-        bufs[1].copy_(bufs[0])
-
-    nbytes = 2 * n * 4
-    ms = time_fn(copy, device, quick=False)[0]
-    dev = device_times([copy], device)[0]
-    bufs.clear()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return nbytes / (ms * 1e-3) / 1e9, (nbytes / (dev * 1e-3) / 1e9 if dev else None)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# benchmark cases
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _inputs(b, h, w, dtype, device):
-    g = torch.Generator(device=device).manual_seed(0)
-
-    def rnd(*s):
-        return torch.randn(*s, generator=g, device=device, dtype=dtype)
-
-    d = dict(y=rnd(b, 3, h, w), x_s=rnd(b, 3, h, w), x_r=rnd(b, 3, h, w), noise=rnd(b, 3, h, w),
-             r=rnd(2 * b, 3, h, w).requires_grad_(True))
-    d["alpha_bar"] = torch.rand(b, generator=g, device=device)
-    d["swap_pos"] = torch.arange(b, device=device) % 2 == 0  # half the samples swapped, like Bernoulli(0.5)
-    d["swap_neg"] = torch.arange(b, device=device) % 4 < 2
-    d["mask_cpu"], d["mask_neg_cpu"] = d["swap_pos"].cpu(), d["swap_neg"].cpu()
-    d["eps_hat"] = rnd(2 * b, 3, h, w).requires_grad_(True)
-    d["g_cond"] = rnd(2 * b, 9, h, w)
-    d["g_ys"] = rnd(b, 3, h, w)
-    d["g_d"] = torch.tensor([1.0, -0.5], device=device)
-    return d
-
-
-_COMPILED = {}
-
-
-def _compiled(fn):
-    if fn not in _COMPILED:
-        _COMPILED[fn] = torch.compile(fn, dynamic=True)
-    return _COMPILED[fn]
-
-
-def conditions_forward(provider: str, d):
-    b = d["y"].shape[0]
-    r_s, r_r = d["r"][:b], d["r"][b:]
-    common = (d["y"], d["x_s"], d["x_r"], r_s, r_r, d["alpha_bar"])
-    if provider == "triton":
-        return build_conditions(*common, d["swap_pos"], d["swap_neg"], d["noise"], impl="triton")
-    if provider == "triton-seeded":
-        return build_conditions(*common, d["swap_pos"], d["swap_neg"], None, impl="triton", seed=1234)
-    if provider == "reference":
-        return build_conditions_reference(*common, d["swap_pos"], d["swap_neg"], d["noise"])
-    if provider == "compile":
-        return _compiled(build_conditions_reference)(*common, d["swap_pos"], d["swap_neg"], d["noise"])
-    if provider == "official":
-        return official_conditions(*common, d["mask_cpu"], d["mask_neg_cpu"], d["noise"])
-    raise ValueError(provider)
-
-
-def noise_mse_forward(provider: str, d):
-    if provider == "triton":
-        return noise_mse(d["eps_hat"], d["noise"], impl="triton")
-    if provider == "triton-seeded":
-        return noise_mse(d["eps_hat"], seed=1234, groups=2, impl="triton")
-    if provider == "reference":
-        return reference_noise_mse(d["eps_hat"], d["noise"])
-    if provider == "compile":
-        return _compiled(reference_noise_mse)(d["eps_hat"], d["noise"])
-    raise ValueError(provider)
-
-
-def pipeline_step(provider: str, d):
-    """Everything ε touches in one step, fwd+bwd (the U-Net in between replaced by the identity on cond[:, :3])."""
-    b = d["y"].shape[0]
-    r_s, r_r = d["r"][:b], d["r"][b:]
-    common = (d["y"], d["x_s"], d["x_r"], r_s, r_r, d["alpha_bar"], d["swap_pos"], d["swap_neg"])
-    if provider == "triton":
-        noise = torch.randn_like(d["y"])
-        cond, ys = build_conditions(*common, noise, impl="triton")
-        dd = noise_mse(d["eps_hat"], noise, impl="triton")
-    else:
-        cond, ys = build_conditions(*common, None, impl="triton", seed=1234)
-        dd = noise_mse(d["eps_hat"], seed=1234, groups=2, impl="triton")
-    torch.autograd.grad([cond, ys, dd], [d["r"], d["eps_hat"]], [d["g_cond"], d["g_ys"], d["g_d"]])
-
-
-def make_case(op, mode, provider, d):
-    """A zero-argument callable timing `mode` of `provider`."""
-    if op == "pipeline":
-        return lambda: pipeline_step(provider, d)
-    fwd = (lambda: conditions_forward(provider, d)) if op == "conditions" else (lambda: noise_mse_forward(provider, d))
-    if op == "conditions":
-        inputs, grads = [d["r"]], lambda outs: [d["g_cond"], d["g_ys"]]
-    else:
-        inputs, grads = [d["eps_hat"]], lambda outs: [d["g_d"]]
-    if mode == "fwd":
-        return fwd
-    if mode == "fwd+bwd":
-        def full():
-            outs = fwd()
-            outs = outs if isinstance(outs, tuple) else (outs,)
-            torch.autograd.grad(outs, inputs, grads(outs))
-        return full
-    outs = fwd()
-    outs = outs if isinstance(outs, tuple) else (outs,)
-    return lambda: torch.autograd.grad(outs, inputs, grads(outs), retain_graph=True)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# report: fixed-width text on stdout, the same tables as markdown in --out
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -465,57 +136,6 @@ def _ratio(a, b):
 # ---------------------------------------------------------------------------------------------------------------
 # driver
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def git_sha() -> str:
-    """Short HEAD sha read from .git directly (no git subprocess); 'unknown' outside a checkout or before a commit."""
-    try:
-        git = REPO / ".git"
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref:"):
-            return head[:12]
-        ref = head.split(" ", 1)[1]
-        if (git / ref).exists():
-            return (git / ref).read_text().strip()[:12]
-        for line in (git / "packed-refs").read_text().splitlines():
-            if line.endswith(" " + ref):
-                return line.split()[0][:12]
-    except OSError:
-        pass
-    return "unknown"
-
-
-def _keep_freed_memory() -> None:
-    """CPU timing: stop glibc from unmapping freed multi-MB blocks, else every call page-faults its outputs afresh."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
-
-
-def _csv_destination(path: Path) -> tuple[Path, str | None]:
-    """Where rows go: `path` if it is new / empty or has today's header; else `<stem>_v2<suffix>` next to it, so old
-    rows stay readable with their own header. Returns (path, note for the report or None)."""
-    header = ",".join(CSV_FIELDS)
-
-    def header_of(p: Path) -> str | None:
-        if not p.exists() or p.stat().st_size == 0:
-            return None
-        with p.open() as f:
-            return f.readline().rstrip("\r\n")
-
-    h = header_of(path)
-    if h is None or h == header:
-        return path, None
-    alt = path.with_name(path.stem + "_v2" + path.suffix)
-    h2 = header_of(alt)
-    if h2 is not None and h2 != header:
-        raise SystemExit(f"kernels.bench: neither {path} nor {alt} has the current CSV header; pass --csv")
-    return alt, f"{path} has the older column set (no dev_* columns): rows go to {alt} instead"
 
 
 def measure_shape(ops, providers, d, device, quick, dev_calls, min_samples=10):
@@ -675,7 +295,8 @@ def main(argv=None) -> int:
         dtypes = (args.dtypes or "bf16,fp32").split(",")
         if not cuda:
             min_samples = 3  # ~0.1-0.5 s per call on CPU at this shape
-    csv_path, csv_note = _csv_destination(Path(args.csv)) if args.csv else (None, None)
+    log = CsvLog(args.csv, CSV_FIELDS, allow_alt=True) if args.csv else None
+    csv_path, csv_note = (log.path, log.note) if log else (None, None)
     rep = Report(args.out, args.append_out)
     copy_gbps, dev_copy_gbps = copy_bandwidth(device)
     meta = dict(timestamp=_dt.datetime.now().isoformat(timespec="seconds"), git_sha=git_sha(), device=dev_name,
@@ -707,7 +328,7 @@ def main(argv=None) -> int:
                                                          dev_copy_gbps):
                     results[(op, mode, prov, dname, b, s)] = num
                     if csv_path:
-                        _append_csv(csv_path, [csv])
+                        log.append([csv])
                         n_rows += 1
                     rep.row(cells)
             del d
@@ -731,14 +352,6 @@ def main(argv=None) -> int:
     return 0
 
 
-def _append_csv(path: Path, rows) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or path.stat().st_size == 0
-    with path.open("a") as f:
-        if new:
-            f.write(",".join(CSV_FIELDS) + "\n")
-        for r in rows:
-            f.write(",".join(str(r[k]).replace(",", ";") for k in CSV_FIELDS) + "\n")
 
 
 if __name__ == "__main__":
