@@ -46,7 +46,8 @@ bench: install
 	$(PY) -m kernels.bench
 
 bench-step: install
-	$(PY) launch/bench_step.py
+	$(PY) launch/bench/step.py
+	$(PY) launch/bench/zero_memory.py
 
 # the offline photo corpus (photos bundled in pip wheels + Debian wallpaper photos where apt works)
 data: install

@@ -42,7 +42,7 @@ Design (why each piece is there):
   PNGs are standard PNGs whose rows are independent ("Sub" filter) and whose zlib stream is full-flushed every 16 rows,
   with the flush offsets in a private ancillary chunk: a 128² crop of a 512² tile inflates only its ~136 rows instead
   of the whole tile (`decode_crop`); foreign PNGs stop inflating at the crop's bottom row. This, not tar streaming, is
-  where most of the speed-up over per-file loading comes from (`python -m data_shards.bench`).
+  where most of the speed-up over per-file loading comes from (`python launch/bench/loader.py`).
 """
 from __future__ import annotations
 

@@ -73,12 +73,12 @@ class CsvLog:
             return next(csv.reader(f), None)
 
     def append(self, rows: Iterable[dict]) -> int:
-        """Append rows (missing fields are left empty, unknown ones refused); returns how many were written."""
+        """Append rows (missing fields are left empty, keys outside the header ignored); returns how many."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = self._header(self.path) is None
         n = 0
         with self.path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.fields, restval="")
+            w = csv.DictWriter(f, fieldnames=self.fields, restval="", extrasaction="ignore")
             if new:
                 w.writeheader()
             for r in rows:

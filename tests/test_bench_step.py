@@ -1,6 +1,6 @@
-"""Smoke test of launch/bench_step.py: the joint-step benchmark at its --quick CPU size prints a table and appends
-CSV rows with positive images/s for both the batched objective and the official op sequence. (The ZeRO memory part
-starts 2 DeepSpeed ranks and takes ~40 s; it is not run here.)"""
+"""Smoke test of launch/bench/step.py: the joint-step benchmark at its --quick CPU size prints a table and appends
+CSV rows with positive images/s for both the batched objective and the official op sequence. (The ZeRO memory
+benchmark, launch/bench/zero_memory.py, starts 2 DeepSpeed ranks and takes ~40 s; it is not run here.)"""
 import csv
 import os
 import re
@@ -17,8 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_bench_step_quick_writes_table_and_csv(tmp_path):
     out_csv = tmp_path / "step.csv"
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # the --quick size is the CPU smoke size
-    proc = subprocess.run([sys.executable, str(REPO / "launch" / "bench_step.py"), "--quick", "--csv", str(out_csv)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, str(REPO / "launch" / "bench" / "step.py"), "--quick", "--csv",
+                           str(out_csv)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
     table = {}

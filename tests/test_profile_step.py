@@ -1,12 +1,12 @@
-"""launch/profile_step.py: the convolution-share profile behind the CPU step-speed ceiling."""
+"""launch/bench/profile_step.py: the convolution-share profile behind the CPU step-speed ceiling."""
 import csv
 import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "launch"))
-import profile_step  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import launch.bench.profile_step as profile_step  # noqa: E402
 
 
 def test_conv_op_names():
@@ -36,6 +36,6 @@ def test_bad_arguments():
 def test_refuses_a_csv_of_another_layout(tmp_path):
     other = tmp_path / "step.csv"
     other.write_text("timestamp,git_sha,device\nx,y,z\n")
-    with pytest.raises(SystemExit, match="different header"):
+    with pytest.raises(SystemExit, match="another column set"):
         profile_step.main(["--csv", str(other)])
     assert other.read_text() == "timestamp,git_sha,device\nx,y,z\n"  # untouched

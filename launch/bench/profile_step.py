@@ -1,10 +1,10 @@
 """Where a joint DAA step spends its time: convolution share and the speed-up ceiling it implies.
 
-    python launch/profile_step.py                    # CPU, the bench_step demo sizes (B=8, 64²), ~1 min on 2 cores
-    python launch/profile_step.py --batch 4 --steps 5
+    python launch/bench/profile_step.py              # CPU, the step benchmark's demo sizes (B=8, 64²), ~1 min
+    python launch/bench/profile_step.py --batch 4 --steps 5
 
 Profiles (torch.profiler, CPU self time per op) a few full steps — forward, backward, Adam — of the eager official
-sequence (`daa.official`) and of ours (`daa.objective`), built exactly as `launch/bench_step.py` builds them. Both
+sequence (`daa.official`) and of ours (`daa.objective`), built exactly as `launch/bench/step.py` builds them. Both
 forms run the same convolutions (same networks, same total batch), so convolution time is a floor that no
 re-arrangement of the step can go under; `ceiling = official step time / our convolution time` bounds the speed-up
 any batching/fusion of the *non-convolution* work could reach. On a GPU the picture differs (kernels overlap with
@@ -13,17 +13,16 @@ the host), so this is a CPU tool. Rows are appended to docs/benchmarks/step_prof
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import sys
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "launch"))
-import bench_step as bs  # noqa: E402  (shares StepRunner, sizes and CSV metadata with the step benchmark)
+import launch.bench.step as bs  # noqa: E402  (shares StepRunner, sizes and CSV metadata with the step benchmark)
+from launch.harness import CsvLog  # noqa: E402
 
 # aten ops that do convolution arithmetic (forward and the input/weight gradients) on CPU back-ends
 CONV_OPS = ("conv", "mkldnn_convolution", "convolution_backward", "_slow_conv2d")
@@ -65,7 +64,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.batch < 1 or a.size < 8 or a.steps < 1:
         raise SystemExit("error: --batch and --steps must be >= 1 and --size >= 8")
-    bs.check_csv(Path(a.csv), CSV_FIELDS)
+    log = CsvLog(a.csv, CSV_FIELDS)  # refuses (one line) a CSV of another layout before any work
     if a.threads:
         torch.set_num_threads(a.threads)
     from daa.models import build_diffusion_unet, build_restorer
@@ -93,13 +92,10 @@ def main(argv=None) -> int:
         print(f"| {impl} | {r['total']:.3f} | {r['conv']:.3f} | {r['conv'] / r['total']:.1%} | {top} |")
     print(f"measured ratio (profiled totals) {off['total'] / ours['total']:.2f}×; ceiling for any re-arrangement "
           f"of the non-convolution work = official total / our convolution time = {ceiling:.2f}×")
-    path = Path(a.csv)
-    meta = dict(timestamp=_dt.datetime.now().isoformat(timespec="seconds"), git_sha=bs._sha(),
-                device=bs.device_name(torch.device("cpu")), threads=torch.get_num_threads(), torch=torch.__version__,
-                batch=a.batch, size=a.size, ceiling=f"{ceiling:.3f}")
-    bs.append_csv(path, [dict(meta, form=impl, total_s=f"{r['total']:.4f}", conv_s=f"{r['conv']:.4f}",
-                              conv_share=f"{r['conv'] / r['total']:.4f}") for impl, r in res.items()], CSV_FIELDS)
-    print(f"rows appended to {path}")
+    meta = dict(bs.bench_meta(torch.device("cpu")), batch=a.batch, size=a.size, ceiling=f"{ceiling:.3f}")
+    log.append([dict(meta, form=impl, total_s=f"{r['total']:.4f}", conv_s=f"{r['conv']:.4f}",
+                     conv_share=f"{r['conv'] / r['total']:.4f}") for impl, r in res.items()])
+    print(f"rows appended to {log.path}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Data-loader benchmark: `python -m data_shards.bench` (appends to docs/benchmarks/data_loader.csv).
+"""Data-loader benchmark: `python launch/bench/loader.py` (appends to docs/benchmarks/data_loader.csv).
 
 Three numbers per layout, all in samples/s in ONE process (what one DataLoader worker delivers):
 
@@ -16,7 +16,6 @@ Per-file and shard rates are measured in interleaved rounds and the medians repo
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import os
 import shutil
@@ -24,15 +23,18 @@ import socket
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from . import write
-from .stream import StreamConfig, TrainStream
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # a checkout tool: launch.harness + the packages
+from data_shards import write  # noqa: E402
+from data_shards.stream import StreamConfig, TrainStream  # noqa: E402
+from launch.harness import CsvLog, git_sha  # noqa: E402
 
-CSV = os.path.join(os.path.dirname(__file__), "..", "docs", "benchmarks", "data_loader.csv")
+CSV = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "benchmarks", "data_loader.csv")
 FIELDS = ["timestamp", "host", "git_sha", "layout", "tile", "patch", "batch", "perfile_sps", "shard_sps",
           "shard_over_perfile", "step_sps", "loader_over_step", "torch_threads", "note"]
 
@@ -153,29 +155,8 @@ def step_rate(patch: int, batch: int, n: int) -> tuple[float | None, str]:
 # Report
 # ----------------------------------------------------------------------------------------------------------------------
 
-def git_sha(repo: str) -> str:
-    """HEAD's commit read from .git (no git process); 'none' before the first commit."""
-    try:
-        gd = os.path.join(repo, ".git")
-        head = open(os.path.join(gd, "HEAD")).read().strip()
-        if not head.startswith("ref: "):
-            return head[:12]
-        ref = head[5:]
-        p = os.path.join(gd, ref)
-        if os.path.isfile(p):
-            return open(p).read().strip()[:12]
-        packed = os.path.join(gd, "packed-refs")
-        if os.path.isfile(packed):
-            for line in open(packed):
-                if line.strip().endswith(ref):
-                    return line.split()[0][:12]
-        return "none"
-    except OSError:
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m data_shards.bench", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python launch/bench/loader.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--tile", type=int, default=512, help="stored tile size (official 512)")
     ap.add_argument("--patch", type=int, default=128, help="training crop (paper 128)")
     ap.add_argument("--batch", type=int, default=16)
@@ -224,19 +205,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{st:>10} {ls:>12}")
     print(f"(samples/s; {note})")
     if args.csv:
-        new = not os.path.isfile(args.csv)
-        os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        sha = git_sha(os.path.join(os.path.dirname(__file__), ".."))
-        with open(args.csv, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=FIELDS)
-            if new:
-                w.writeheader()
-            for r in rows:
-                w.writerow({"timestamp": now, "host": socket.gethostname(), "git_sha": sha, "tile": args.tile,
-                            "patch": args.patch, "batch": args.batch, "torch_threads": torch.get_num_threads(),
-                            "note": note, **{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items()}})
-        print(f"appended {len(rows)} rows to {os.path.normpath(args.csv)}")
+        log = CsvLog(args.csv, FIELDS)
+        n = log.append({"timestamp": now, "host": socket.gethostname(), "git_sha": git_sha(), "tile": args.tile,
+                        "patch": args.patch, "batch": args.batch, "torch_threads": torch.get_num_threads(),
+                        "note": note, **{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items()}}
+                       for r in rows)
+        print(f"appended {n} rows to {os.path.normpath(log.path)}")
     return 0
 
 
