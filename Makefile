@@ -36,8 +36,9 @@ $(VENV)/.installed: setup.py pyproject.toml
 
 install: $(VENV)/.installed
 
+# the fast groups: everything but the slow reliability cases (those are make test-faults)
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests -m "not faults or faults_fast"
 
 lint: install
 	$(PY) -m ruff check daa kernels data_shards launch tests
@@ -72,7 +73,7 @@ reproduce-quick: install
 
 # the reliability suite: preemption (SIGKILL/SIGTERM), a dying rank, corrupt data, NaNs, bad input (≤ 10 min)
 test-faults: install
-	$(PY) launch/faults.py --report runs/faults.md
+	$(PY) -m pytest -q -p no:cacheprovider tests/faults -m faults --faults-report runs/faults.md
 
 # a real 2-node Slurm cluster on this machine: submits launch/slurm/train.sbatch for a few CPU steps, then loses a
 # node under a --requeue job and checks it is requeued and resumes from its checkpoint (SLURM_TEST_REQUEUE=0 skips)

@@ -1,0 +1,99 @@
+"""The reliability suite as tests: every case runs the real entry points (torchrun + launch/train.py on 2 CPU ranks
+with ZeRO-2, the CLIs of data_shards.write, daa.restore, daa.evaluate and kernels.bench) as subprocesses on tiny
+models and data, injects a fault, and checks what the product guarantees (docs/RELIABILITY.md).
+
+    make test-faults                                   # the whole suite (≤ 10 min on 2 CPU cores) + its table
+    pytest tests/faults -m faults -k sigkill           # one group
+"""
+from __future__ import annotations
+
+import pytest
+from cases_data import case_corrupt_5, case_corrupt_100, case_numeric
+from cases_input import case_bad_input, case_disk_full
+from cases_runs import (
+    case_agent_kills,
+    case_half_written,
+    case_rank_dies,
+    case_sigkill,
+    case_sigterm,
+    case_sigterm_workers,
+    case_startup_death,
+)
+
+FULL = pytest.mark.faults
+FAST = pytest.mark.faults_fast
+
+
+@FULL
+def test_sigkill_mid_checkpoint(ctx, record):
+    record(case_sigkill(ctx, 0, True), "SIGKILL mid-checkpoint")
+
+
+@FULL
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sigkill(ctx, record, seed):
+    record(case_sigkill(ctx, seed, False), f"SIGKILL seed {seed}")
+
+
+@FULL
+def test_sigterm(ctx, record):
+    record(case_sigterm(ctx), "SIGTERM")
+
+
+@FULL
+def test_sigterm_dataloader_workers(ctx, record):
+    record(case_sigterm_workers(ctx), "SIGTERM, DataLoader workers")
+
+
+@FULL
+def test_half_written_checkpoint(ctx, record):
+    record(case_half_written(ctx), "half-written")
+
+
+@FULL
+@pytest.mark.parametrize("how", ["killed", "hung"])
+def test_rank_dies(ctx, record, how):
+    record(case_rank_dies(ctx, how), f"rank {how}")
+
+
+@FULL
+def test_torchrun_agent_killed(ctx, record):
+    record(case_agent_kills(ctx), "torchrun")
+
+
+@FULL
+@pytest.mark.parametrize("how", ["joined", "never"])
+def test_rank_dies_at_startup(ctx, record, how):
+    record(case_startup_death(ctx, how), f"start-up, {how}")
+
+
+@FULL
+@FAST
+def test_corrupt_5_percent(ctx, record):
+    record(case_corrupt_5(ctx), "corrupt 5 %")
+
+
+@FULL
+@FAST
+def test_corrupt_100_percent(ctx, record):
+    record(case_corrupt_100(ctx), "corrupt 100 %")
+
+
+@pytest.mark.parametrize("where, restorer", [
+    pytest.param("batch_nan", "dncnn", marks=[FULL, FAST]),
+    pytest.param("loss_inf", "unet", marks=FULL),
+    pytest.param("batch_inf", "unet", marks=FULL),
+])
+def test_numeric(ctx, record, where, restorer):
+    record(case_numeric(ctx, where, restorer), f"numeric {where} {restorer}")
+
+
+@pytest.mark.parametrize("quick", [pytest.param(True, marks=FAST, id="third"),
+                                   pytest.param(False, marks=FULL, id="all")])
+def test_bad_input(ctx, record, quick):
+    record(case_bad_input(ctx, quick), "bad input")
+
+
+@FULL
+def test_disk_full_during_checkpoint(ctx, record):
+    record(case_disk_full(ctx), "disk full")
