@@ -1,5 +1,7 @@
-"""Image files in and out: PNG/JPEG/TIFF/BMP/WebP, 8- or 16-bit, gray/RGBA → RGB. OpenCV does the codec work
-(Pillow cannot hold 16-bit colour). Arrays are HxWx3 RGB uint8 or uint16."""
+"""Image files in and out — the one image I/O of the writer, the reader, the validation splits, restore and evaluate:
+PNG/JPEG/TIFF/BMP/WebP/PPM/PGM, 8- or 16-bit, gray/gray+alpha/RGB/RGBA → RGB. OpenCV does the codec work (Pillow
+cannot hold 16-bit colour). Arrays are HxWx3 RGB uint8 or uint16. The crop-indexed PNG of the shards is
+data_shards.pngcrop (it decodes through here whatever is not one of its own PNGs)."""
 from __future__ import annotations
 
 import io
@@ -10,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm")
 
 
 class ImageError(ValueError):
@@ -76,7 +78,18 @@ def _to_rgb(img: np.ndarray, name: str) -> np.ndarray:
     raise ImageError(f"{name}: unsupported channel count {c}; {SUPPORTED_CHANNELS}")
 
 
+def rgb_channels(a: np.ndarray) -> np.ndarray:
+    """An RGB-ordered HxW / HxWx{1,2,3,4} array → HxWx3: gray replicated, alpha dropped."""
+    if a.ndim == 2:
+        a = a[:, :, None]
+    c = a.shape[2]
+    if c in (1, 2):
+        return np.repeat(a[:, :, :1], 3, axis=2)
+    return a[:, :, :3]
+
+
 def to_float01(a: np.ndarray) -> np.ndarray:
+    """uint8/uint16 HxWx3 → float32 in [0,1]: v / 255 (or / 65535), correctly rounded, as torch's `x / 255`."""
     return a.astype(np.float32) / np.float32(65535.0 if a.dtype == np.uint16 else 255.0)
 
 

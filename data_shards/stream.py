@@ -37,21 +37,16 @@ Design (why each piece is there):
   upscaled (aspect kept) until the short side is P, then cropped — the official code resizes to P×P, which distorts
   non-square images. AWGN for on-the-fly shards is added after crop and transform, σ ~ U(awgn_sigma)/255 per sample,
   one σ for all channels, unclipped (official behaviour, quirk 15; `clip_awgn=True` clips).
-- **Decoding.** PNG (8/16-bit, gray, gray+alpha, RGB, RGBA, palette), JPEG and anything Pillow reads; gray → RGB,
-  alpha dropped. Pillow cannot hold 16-bit colour, so 16-bit PNGs go through a small numpy decoder here. The writer's
-  PNGs are standard PNGs whose rows are independent ("Sub" filter) and whose zlib stream is full-flushed every 16 rows,
-  with the flush offsets in a private ancillary chunk: a 128² crop of a 512² tile inflates only its ~136 rows instead
-  of the whole tile (`decode_crop`); foreign PNGs stop inflating at the crop's bottom row. This, not tar streaming, is
-  where most of the speed-up over per-file loading comes from (`python launch/bench/loader.py`).
+- **Decoding.** The writer's PNGs are crop-indexed (data_shards.pngcrop): a 128² crop of a 512² tile inflates only
+  its ~136 rows. Anything else (foreign PNGs, JPEG, TIFF, 16-bit, gray, alpha) is decoded whole by
+  data_shards.imageio (OpenCV), then cropped. Crop decoding, not tar streaming, is where most of the speed-up over
+  per-file loading comes from (`python launch/bench/loader.py`).
 """
 from __future__ import annotations
 
-import io
 import json
 import os
-import struct
 import warnings
-import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -60,229 +55,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import webdataset as wds
-from PIL import Image
+
+from .imageio import decode_image
+from .imageio import to_float01 as to_float
+from .pngcrop import decode_crop, image_size
 
 STREAMS = ("syn", "real", "ref")
-_STREAM_CODE = {"syn": 11, "real": 23, "ref": 37}
+STREAM_CODES = {"syn": 11, "real": 23, "ref": 37}
+"""Per-stream seed salts: the writer's tile draws and shuffles and the reader's shuffles (one definition)."""
 MANIFEST = "manifest.json"
 FORMAT = "daa-shards/1"
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Image codec (shared with write.py / valset.py so that what is written is what is read)
-# ----------------------------------------------------------------------------------------------------------------------
-
-_PNG_SIG = b"\x89PNG\r\n\x1a\n"
-_PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
-
-
-def _png_ihdr(data: bytes) -> tuple[int, int, int, int, int] | None:
-    """(width, height, bit_depth, color_type, interlace) of a PNG, or None when `data` is not a PNG."""
-    if len(data) < 33 or data[:8] != _PNG_SIG or data[12:16] != b"IHDR":
-        return None
-    w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
-    return w, h, depth, ctype, interlace
-
-
-def image_size(data: bytes) -> tuple[int, int]:
-    """(H, W) of an encoded image, read from the header only."""
-    ihdr = _png_ihdr(data)
-    if ihdr is not None:
-        return ihdr[1], ihdr[0]
-    with Image.open(io.BytesIO(data)) as im:
-        return im.size[1], im.size[0]
-
-
-def _to_rgb(a: np.ndarray) -> np.ndarray:
-    """HxW / HxWx{1,2,3,4} → HxWx3 (gray replicated, alpha dropped as cv2.imread(IMREAD_COLOR) does)."""
-    if a.ndim == 2:
-        a = a[:, :, None]
-    c = a.shape[2]
-    if c in (1, 2):
-        return np.repeat(a[:, :, :1], 3, axis=2)
-    return a[:, :, :3]
-
-
-def _unfilter_png(raw: np.ndarray, bpp: int) -> np.ndarray:
-    """Undo PNG row filters. raw: (rows, 1 + stride) uint8. Sub/Up are vectorised; Average/Paeth (rare outside
-    foreign encoders) loop over pixels. uint8 arithmetic wraps mod 256 as the PNG spec requires."""
-    rows, stride = raw.shape[0], raw.shape[1] - 1
-    ftypes = raw[:, 0]
-    data = raw[:, 1:]
-    if np.all(ftypes == 1):  # our own encoder: all rows "Sub" → one cumulative sum along the rows
-        return np.cumsum(data.reshape(rows, -1, bpp), axis=1, dtype=np.uint8).reshape(rows, stride)
-    out = np.empty((rows, stride), np.uint8)
-    prev = np.zeros(stride, np.uint8)
-    for r in range(rows):
-        ft, line = int(ftypes[r]), data[r]
-        if ft == 0:
-            cur = line.copy()
-        elif ft == 1:
-            cur = np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.uint8).reshape(-1)
-        elif ft == 2:
-            cur = line + prev
-        elif ft in (3, 4):
-            cur = line.astype(np.int32)
-            up = prev.astype(np.int32)
-            for i in range(0, stride, bpp):
-                left = cur[i - bpp:i] if i else np.zeros(bpp, np.int32)
-                if ft == 3:
-                    pred = (left + up[i:i + bpp]) >> 1
-                else:
-                    ul = up[i - bpp:i] if i else np.zeros(bpp, np.int32)
-                    b = up[i:i + bpp]
-                    p = left + b - ul
-                    pa, pb, pc = np.abs(p - left), np.abs(p - b), np.abs(p - ul)
-                    pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, b, ul))
-                cur[i:i + bpp] = (cur[i:i + bpp] + pred) & 0xFF
-            cur = cur.astype(np.uint8)
-        else:
-            raise ValueError(f"bad PNG filter type {ft}")
-        out[r] = cur
-        prev = cur
-    return out
-
-
-def _decode_png16(data: bytes, max_rows: int | None = None) -> np.ndarray:
-    """16-bit PNG → HxWxC uint16 (C as stored), inflating only the first `max_rows` rows when given."""
-    w, h, depth, ctype, interlace = _png_ihdr(data)
-    if interlace:
-        raise ValueError("interlaced 16-bit PNG is not supported")
-    if ctype not in _PNG_CHANNELS:
-        raise ValueError(f"bad PNG color type {ctype} for 16-bit")
-    ch = _PNG_CHANNELS[ctype]
-    idat, pos = [], 8
-    while pos + 8 <= len(data):
-        length, ctag = struct.unpack(">I4s", data[pos:pos + 8])
-        if ctag == b"IDAT":
-            idat.append(data[pos + 8:pos + 8 + length])
-        elif ctag == b"IEND":
-            break
-        pos += 12 + length
-    rows = h if max_rows is None else min(h, max_rows)
-    stride = w * ch * 2
-    raw = zlib.decompressobj().decompress(b"".join(idat), rows * (stride + 1))
-    if len(raw) < rows * (stride + 1):
-        raise ValueError("truncated PNG data")
-    pix = _unfilter_png(np.frombuffer(raw, np.uint8).reshape(rows, stride + 1), ch * 2)
-    return pix.view(">u2").astype(np.uint16).reshape(rows, w, ch)
-
-
-def decode_image(data: bytes, max_rows: int | None = None) -> np.ndarray:
-    """Encoded image → HxWx3 uint8 or uint16 (16-bit PNG/TIFF sources keep 16 bits).
-
-    `max_rows`: decode at least the top `max_rows` rows; may return only those (PNG: the rest is not inflated)."""
-    ihdr = _png_ihdr(data)
-    if ihdr is not None and ihdr[2] == 16 and ihdr[3] != 0:  # 16-bit gray is exact in Pillow ("I;16")
-        return _to_rgb(_decode_png16(data, max_rows))
-    if ihdr is not None and not ihdr[4] and data[37:41] == _INDEX_TAG:  # ours: the chunk right after IHDR
-        return decode_crop(data, 0, 0, ihdr[1] if max_rows is None else min(max_rows, ihdr[1]), ihdr[0])
-    im = Image.open(io.BytesIO(data))
-    if (max_rows is not None and ihdr is not None and not ihdr[4] and len(im.tile) == 1
-            and max_rows < im.size[1]):
-        # Row-sequential PNG: shrink the decode extent so inflate + unfilter stop at the crop's bottom edge.
-        tile = im.tile[0]
-        im._size = (im.size[0], max_rows)
-        im.tile = [tile._replace(extents=(0, 0, im.size[0], max_rows))]
-    mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L"):
-        a = np.asarray(im).astype(np.uint16)
-    elif mode in ("L", "RGB", "RGBA", "LA"):
-        a = np.asarray(im)
-    elif mode in ("I", "F"):
-        raise ValueError(f"unsupported image mode {mode}")
-    else:  # P, PA, 1, CMYK, YCbCr, ...
-        a = np.asarray(im.convert("RGBA" if "A" in mode or "transparency" in im.info else "RGB"))
-    return _to_rgb(a)
-
-
-def to_float(a: np.ndarray) -> np.ndarray:
-    """uint8/uint16 HxWx3 → float32 in [0,1]: v / 255 (or / 65535), correctly rounded, as torch's `x / 255`."""
-    return a.astype(np.float32) / np.float32(65535.0 if a.dtype == np.uint16 else 255.0)
-
-
-def _png_chunk(tag: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", zlib.crc32(tag + payload) & 0xFFFFFFFF)
-
-
-_INDEX_TAG = b"daIX"  # private ancillary chunk: ancillary, private, reserved-ok, unsafe-to-copy (depends on IDAT)
-
-
-def encode_png(a: np.ndarray, compress_level: int = 6, index_rows: int = 16) -> bytes:
-    """HxW[xC] uint8/uint16 → a standard, lossless PNG of the same bit depth that can be *crop-decoded*.
-
-    Every row uses the "Sub" filter (no dependence on the row above) and the zlib stream is full-flushed every
-    `index_rows` rows (a flush resets the history, so inflation can restart there). The flush offsets go into a private
-    ancillary chunk `daIX` that any PNG reader ignores. `decode_crop` then inflates only the rows of a crop, not the
-    whole tile above it: the cost of a 128² crop from a 512² tile drops ~4×. Files are ~10 % larger than Pillow's.
-    Pillow cannot hold 16-bit colour, which is one more reason to encode here."""
-    if a.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"encode_png needs uint8 or uint16, got {a.dtype}")
-    h, w = a.shape[:2]
-    c = 1 if a.ndim == 2 else a.shape[2]
-    ctype = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    depth = 8 * a.dtype.itemsize
-    bpp = c * a.dtype.itemsize
-    rows = np.ascontiguousarray(a, dtype=">u2" if depth == 16 else np.uint8).view(np.uint8).reshape(h, w, bpp)
-    filt = rows.copy()
-    filt[:, 1:] -= rows[:, :-1]  # Sub filter; uint8 arithmetic wraps mod 256 as PNG defines it
-    raw = np.concatenate([np.ones((h, 1), np.uint8), filt.reshape(h, w * bpp)], axis=1)
-    comp = zlib.compressobj(compress_level)
-    parts, size, offsets = [], 0, []
-    for r in range(0, h, index_rows):
-        offsets.append(size if r else 2)  # block 0 starts after the 2-byte zlib header
-        for piece in (comp.compress(raw[r:r + index_rows].tobytes()), comp.flush(zlib.Z_FULL_FLUSH)):
-            parts.append(piece)
-            size += len(piece)
-    parts.append(comp.flush())
-    index = struct.pack(">BHI", 1, index_rows, len(offsets)) + struct.pack(f">{len(offsets)}I", *offsets)
-    return (_PNG_SIG + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, ctype, 0, 0, 0))
-            + _png_chunk(_INDEX_TAG, index) + _png_chunk(b"IDAT", b"".join(parts)) + _png_chunk(b"IEND", b""))
-
-
-def _png_parts(data: bytes) -> tuple[memoryview, tuple[int, list[int]] | None]:
-    """(concatenated IDAT payload, (rows per block, flush offsets) or None) of a PNG."""
-    mv, pos, idat, index = memoryview(data), 8, [], None
-    while pos + 8 <= len(data):
-        length, tag = struct.unpack(">I4s", data[pos:pos + 8])
-        if tag == b"IDAT":
-            idat.append(mv[pos + 8:pos + 8 + length])
-        elif tag == _INDEX_TAG:
-            version, rows, n = struct.unpack(">BHI", data[pos + 8:pos + 15])
-            if version == 1 and rows > 0:
-                index = (rows, list(struct.unpack(f">{n}I", data[pos + 15:pos + 15 + 4 * n])))
-        elif tag == b"IEND":
-            break
-        pos += 12 + length
-    return (idat[0] if len(idat) == 1 else memoryview(b"".join(idat))), index
-
-
-def decode_crop(data: bytes, y0: int, x0: int, ph: int, pw: int | None = None) -> np.ndarray:
-    """The (ph, pw) crop at (y0, x0) of an encoded image → ph×pw×3 uint8/uint16.
-
-    PNGs from `encode_png` inflate only the crop's row blocks; other PNGs stop inflating at the crop's bottom row;
-    other formats are decoded whole."""
-    pw = ph if pw is None else pw
-    ihdr = _png_ihdr(data)
-    if ihdr is not None and not ihdr[4] and ihdr[2] in (8, 16) and ihdr[3] in _PNG_CHANNELS:
-        idat, index = _png_parts(data)
-        if index is not None:
-            w, h, depth, ctype, _ = ihdr
-            if y0 < 0 or x0 < 0 or y0 + ph > h or x0 + pw > w:
-                raise ValueError(f"crop ({y0},{x0})+{ph}x{pw} outside a {h}x{w} image")
-            bpp = _PNG_CHANNELS[ctype] * depth // 8
-            rows, offsets = index
-            b = y0 // rows
-            n = y0 + ph - b * rows
-            raw = zlib.decompressobj(-15).decompress(idat[offsets[b]:], n * (w * bpp + 1))
-            arr = np.frombuffer(raw, np.uint8).reshape(n, w * bpp + 1)[y0 - b * rows:]
-            if np.all(arr[:, 0] == 1):
-                px = np.cumsum(arr[:, 1:1 + (x0 + pw) * bpp].reshape(ph, x0 + pw, bpp), axis=1, dtype=np.uint8)
-                px = px[:, x0:]
-                if depth == 16:
-                    px = px.reshape(ph, pw * bpp).view(">u2").astype(np.uint16)
-                return _to_rgb(px.reshape(ph, pw, _PNG_CHANNELS[ctype]))
-    return decode_image(data, max_rows=y0 + ph)[y0:y0 + ph, x0:x0 + pw]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -356,7 +138,7 @@ class _ShardReader:
         self.stats = stats
         # Each stream has its own shuffle code, so streams are never shuffled alike (a ref stream read from the syn
         # shards gets the ref code: an order independent of the syn stream's).
-        self.code = _STREAM_CODE[name] if code is None else code
+        self.code = STREAM_CODES[name] if code is None else code
         self.sample_split = len(self.shards) < num_readers
         total = sum(c for _, c in self.shards)
         if total < num_readers:
@@ -552,7 +334,7 @@ class _WorkerStream(torch.utils.data.IterableDataset):
             # this many corrupt samples in a row = at least one whole epoch of this reader with nothing decodable
             limit[name] = max(1, sum(int(s["count"]) for s in have[shard_stream]["shards"]))
             readers[name] = _ShardReader(cfg.shards, have[shard_stream], shard_stream, cfg.seed, g, G,
-                                         cfg.shuffle_buffer, stats, code=_STREAM_CODE[name])
+                                         cfg.shuffle_buffer, stats, code=STREAM_CODES[name])
             cursors[name] = tuple(plan.cursors.get(name, (0, 0)))
             iters[name] = readers[name].samples(*cursors[name])
         on_the_fly = self.man.get("syn_on_the_fly", False)
@@ -562,7 +344,7 @@ class _WorkerStream(torch.utils.data.IterableDataset):
             out: dict = {}
             keys: dict = {}
             for name, (_, members) in self._streams().items():
-                rng = np.random.default_rng([cfg.seed, _STREAM_CODE[name], self.rank, self.world, W, plan.worker, k])
+                rng = np.random.default_rng([cfg.seed, STREAM_CODES[name], self.rank, self.world, W, plan.worker, k])
                 crops: list[list[np.ndarray]] = []
                 keys[name] = []
                 bad_run = 0
@@ -703,5 +485,4 @@ def make_loader(cfg: StreamConfig, rank: int = 0, world_size: int = 1) -> TrainS
     return TrainStream(cfg, rank, world_size)
 
 
-__all__ = ["DataError", "StreamConfig", "TrainStream", "make_loader", "load_manifest", "decode_crop", "decode_image",
-           "encode_png", "image_size", "to_float"]
+__all__ = ["DataError", "STREAM_CODES", "StreamConfig", "TrainStream", "make_loader", "load_manifest"]

@@ -24,7 +24,9 @@ import sys
 import numpy as np
 import torch
 
-from .stream import decode_image, encode_png, to_float
+from .imageio import decode_image
+from .imageio import to_float01 as to_float
+from .pngcrop import encode_png
 from .write import (
     TASKS,
     UserError,
@@ -32,7 +34,7 @@ from .write import (
     _Parser,
     _profile_kw,
     corpus_split,
-    list_images,
+    list_inputs,
     match_pairs,
     quantize,
     read_image,
@@ -119,7 +121,7 @@ def build_corpus_split(args) -> list[dict]:
 
 
 def build_user_split(args) -> list[dict]:
-    pairs = match_pairs(list_images(args.input, "--input"), list_images(args.gt, "--gt"), args.pair_by)
+    pairs = match_pairs(list_inputs(args.input, "--input"), list_inputs(args.gt, "--gt"), args.pair_by)
     items = []
     for k, (dp, gp) in enumerate(pairs):
         d, g = read_image(dp), read_image(gp)

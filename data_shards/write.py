@@ -40,13 +40,15 @@ from dataclasses import dataclass
 import numpy as np
 import webdataset as wds
 
-from .stream import FORMAT, MANIFEST, decode_image, encode_png
+from .imageio import IMAGE_EXTS
+from .imageio import read_image as _read_image
+from .pngcrop import encode_png
+from .stream import FORMAT, MANIFEST, STREAM_CODES
 
 TASKS = ("denoise", "deblur", "derain")
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 MEMBERS = {"syn": ["gt.png", "syn.png"], "real": ["real.png"], "ref": ["ref.png"]}
 _OWN_FILE = re.compile(r"^(syn|real|ref)-\d{6}\.tar$")
-_CODE = {"syn": 11, "real": 23, "ref": 37}  # per-stream seed salt (also used by the reader's shuffles)
+_CODE = STREAM_CODES  # per-stream seed salts, shared with the reader
 
 
 class UserError(Exception):
@@ -57,7 +59,7 @@ class UserError(Exception):
 # Inputs
 # ----------------------------------------------------------------------------------------------------------------------
 
-def list_images(spec: str, flag: str) -> list[tuple[str, str]]:
+def list_inputs(spec: str, flag: str) -> list[tuple[str, str]]:
     """(match key, path) of the images named by a folder (recursive) or a list file, sorted by key."""
     if os.path.isdir(spec):
         out = []
@@ -115,23 +117,9 @@ def match_pairs(syn: list[tuple[str, str]], gt: list[tuple[str, str]], by: str) 
 
 
 def read_image(path: str) -> np.ndarray:
-    """A file → HxWx3 uint8/uint16 (16-bit sources keep 16 bits)."""
+    """A file → HxWx3 uint8/uint16 (16-bit sources keep 16 bits); any failure is one UserError naming the file."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-        try:
-            return decode_image(data)
-        except Exception:
-            if not path.lower().endswith((".tif", ".tiff")):
-                raise
-            import tifffile  # Pillow cannot hold 16-bit colour TIFFs
-
-            a = tifffile.imread(path)
-            if a.dtype not in (np.uint8, np.uint16):
-                raise ValueError(f"unsupported TIFF sample type {a.dtype}") from None
-            if a.ndim == 3 and a.shape[2] > 4:  # multispectral/extra planes: which 3 are RGB is unknowable here
-                raise ValueError(f"unsupported channel count {a.shape[2]} (need gray, RGB or RGBA)") from None
-            return decode_image(encode_png(a))
+        return _read_image(path)
     except Exception as e:  # noqa: BLE001 - any failure is "this file is not a readable image"
         raise UserError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
 
@@ -340,7 +328,7 @@ def plan_user(args) -> dict[str, list[Job]]:
     if args.syn and not args.gt:
         raise UserError("--syn needs --gt (the clean targets it is paired with)")
     if args.gt:
-        gt = list_images(args.gt, "--gt")
+        gt = list_inputs(args.gt, "--gt")
         if args.syn_on_the_fly:
             if args.syn:
                 raise UserError("--syn-on-the-fly writes only --gt (the reader adds AWGN); drop --syn")
@@ -348,13 +336,13 @@ def plan_user(args) -> dict[str, list[Job]]:
         else:
             if not args.syn:
                 raise UserError("--gt needs --syn (degraded inputs), or --syn-on-the-fly for AWGN denoising")
-            pairs = [{"syn.png": s, "gt.png": g} for s, g in match_pairs(list_images(args.syn, "--syn"), gt,
+            pairs = [{"syn.png": s, "gt.png": g} for s, g in match_pairs(list_inputs(args.syn, "--syn"), gt,
                                                                           args.pair_by)]
         jobs["syn"] = [Job("syn", i, p) for i, p in enumerate(pairs)]
     for name in ("real", "ref"):
         spec = getattr(args, name)
         if spec:
-            jobs[name] = [Job(name, i, {f"{name}.png": p}) for i, (_, p) in enumerate(list_images(spec, f"--{name}"))]
+            jobs[name] = [Job(name, i, {f"{name}.png": p}) for i, (_, p) in enumerate(list_inputs(spec, f"--{name}"))]
     if not jobs:
         raise UserError("nothing to write: give --gt (with --syn or --syn-on-the-fly), --real and/or --ref, "
                         "or --corpus")

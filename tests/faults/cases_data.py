@@ -56,7 +56,7 @@ def write_shards(ctx: Ctx, name: str, n: int = 48) -> Path:
 def _png16_extreme() -> bytes:
     import numpy as np
 
-    from data_shards.stream import encode_png
+    from data_shards.pngcrop import encode_png
 
     a = np.zeros((32, 32, 3), np.uint16)
     a[::2, ::2] = 65535
