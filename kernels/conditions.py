@@ -68,7 +68,8 @@ import triton
 import triton.language as tl
 
 from .dispatch import kernel_impl
-from .noise_mse import _acc_dtype, _seed_arg, cdiv, contiguous, elementwise_settings, regenerate_noise
+from .noise_mse import regenerate_noise
+from .utils import acc_dtype, cdiv, contiguous, elementwise_settings, seed_arg
 
 
 @triton.jit
@@ -224,12 +225,6 @@ def _settings(p: int, device: torch.device) -> tuple[int, int]:
     return elementwise_settings(p, device)
 
 
-def _flat(t: torch.Tensor) -> torch.Tensor:
-    """A per-sample vector (ᾱ, a mask) as the kernels read it: B elements at linear offsets, so any contiguous layout
-    ((B,), (B, 1, 1, 1), ...) is passed as it is (no reshape, no dispatcher call); only a strided one is copied."""
-    return t if t.is_contiguous() else t.contiguous()
-
-
 def _build_conditions_fwd(y, x_s, x_r, r_s, r_r, alpha_bar, swap_pos, swap_neg, noise, seed):
     """Image inputs contiguous (the Function ensures it). Returns (cond, ŷ_s); no host-device sync."""
     b, _, h, w = y.shape
@@ -240,12 +235,12 @@ def _build_conditions_fwd(y, x_s, x_r, r_s, r_r, alpha_bar, swap_pos, swap_neg, 
     cond = torch.empty((2 * b if has_neg else b, 9, h, w), device=dev, dtype=out_dtype)
     ys_dtype = x_s.dtype if x_s.dtype is r_s.dtype else torch.promote_types(x_s.dtype, r_s.dtype)
     ys = torch.empty((b, 3, h, w), device=dev, dtype=ys_dtype)
-    mp = _flat(swap_pos)
+    mp = contiguous(swap_pos)
     block, warps = _settings(p, dev)
     _build_conditions_fwd_kernel[(cdiv(p, block), b)](
-        y, x_s, x_r, r_s, r_r, y if noise is None else noise, 0 if seed is None else _seed_arg(seed),
-        _flat(alpha_bar), mp, _flat(swap_neg) if has_neg else mp, cond, ys, b, p,
-        HAS_NEG=has_neg, SEEDED=noise is None, ACC=_acc_dtype(out_dtype), BLOCK=block, num_warps=warps,
+        y, x_s, x_r, r_s, r_r, y if noise is None else noise, 0 if seed is None else seed_arg(seed),
+        contiguous(alpha_bar), mp, contiguous(swap_neg) if has_neg else mp, cond, ys, b, p,
+        HAS_NEG=has_neg, SEEDED=noise is None, ACC=acc_dtype(out_dtype), BLOCK=block, num_warps=warps,
     )
     return cond, ys
 
@@ -265,16 +260,16 @@ def _launch_bwd(grad_cond, grad_ys, alpha_bar, swap_pos, swap_neg, outs, b, p, n
     gys = contiguous(grad_ys) if has_gys else None
     any_src = gc if has_gc else gys
     dummy = next(t for t in outs if t is not None)
-    mp = _flat(swap_pos)
+    mp = contiguous(swap_pos)
     acc = torch.float64 if any_src.dtype is torch.float64 or torch.float64 in dtypes else torch.float32
     block, warps = _settings(p, any_src.device)
     _build_conditions_bwd_kernel[(cdiv(p, block), b)](
-        any_src if gc is None else gc, any_src if gys is None else gys, _flat(alpha_bar), mp,
-        mp if swap_neg is None else _flat(swap_neg),
+        any_src if gc is None else gc, any_src if gys is None else gys, contiguous(alpha_bar), mp,
+        mp if swap_neg is None else contiguous(swap_neg),
         *(dummy if t is None else t for t in outs), b, p,
         HAS_GC=has_gc, HAS_GYS=has_gys, HAS_NEG=swap_neg is not None,
         NEED_Y=needs[0], NEED_XS=needs[1], NEED_XR=needs[2], NEED_RS=needs[3], NEED_RR=needs[4],
-        ACC=_acc_dtype(acc), BLOCK=block, num_warps=warps,
+        ACC=acc_dtype(acc), BLOCK=block, num_warps=warps,
     )
     return outs
 
@@ -305,9 +300,9 @@ class BuildConditionsFunction(torch.autograd.Function):
         y, x_s, x_r = contiguous(y), contiguous(x_s), contiguous(x_r)
         if noise is not None:
             noise = contiguous(noise)
-        alpha_bar, swap_pos = _flat(alpha_bar), _flat(swap_pos)
+        alpha_bar, swap_pos = contiguous(alpha_bar), contiguous(swap_pos)
         if swap_neg is not None:
-            swap_neg = _flat(swap_neg)
+            swap_neg = contiguous(swap_neg)
         cond, ys = _build_conditions_fwd(y, x_s, x_r, r_s, r_r, alpha_bar, swap_pos, swap_neg, noise, seed)
         ctx.save_for_backward(alpha_bar, swap_pos, swap_neg)
         ctx.shape, ctx.device = y.shape, y.device

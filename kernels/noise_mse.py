@@ -27,13 +27,12 @@ compute-bound on Philox (0.148 ms), so reading ε is the default (see kernels/co
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
 from .dispatch import kernel_impl
+from .utils import acc_dtype, cdiv, contiguous, elementwise_settings, seed_arg
 
 
 @triton.jit
@@ -104,59 +103,11 @@ def _noise_mse_bwd_kernel(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-# Read once: `@triton.jit` itself decides interpreter vs native when the kernels are defined (module import), so a
-# later change of the variable could not switch the kernels anyway. Saves an os.environ lookup per launch.
-_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-def _interpreting() -> bool:
-    return _INTERPRET
-
-
-# (BLOCK, num_warps) forced for every launch on a GPU; only `python -m kernels.bench --sweep` sets it.
-BENCH_OVERRIDE: tuple[int, int] | None = None
-_GPU_SETTINGS = (1024, 4)
-
-
-def elementwise_settings(n: int, device: torch.device) -> tuple[int, int]:
-    """(BLOCK, num_warps) of a 1-D elementwise launch over n elements (fixed, no autotune; style §3 item 4).
-
-    Under the CPU interpreter each program costs ~1 ms whatever its size, so one big block (≤ 64Ki) is best; on a GPU
-    1024-element blocks with 4 warps keep the loads 16-byte vectorised and the grid large enough to fill every SM.
-    Plain integer math on the host (`triton.next_power_of_2` / `triton.cdiv` are constexpr functions that cost
-    several µs per call outside a kernel).
-    """
-    if device.type != "cuda" or _INTERPRET:
-        return min(1 << (max(n, 1) - 1).bit_length(), 1 << 16), 4
-    if BENCH_OVERRIDE is not None:
-        return BENCH_OVERRIDE
-    return _GPU_SETTINGS
-
-
-def cdiv(a: int, b: int) -> int:
-    """ceil(a / b) for positive ints (host side; see `elementwise_settings`)."""
-    return -(-a // b)
-
-
-def contiguous(t: torch.Tensor) -> torch.Tensor:
-    """t itself when already contiguous (no dispatcher call), else a contiguous copy."""
-    return t if t.is_contiguous() else t.contiguous()
-
-
-def _acc_dtype(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
-def _seed_arg(seed: int) -> int:
-    """Philox takes the seed as a 64-bit unsigned key; fold any Python int into [0, 2**63) for a stable int64 arg."""
-    return int(seed) % (1 << 63)
-
-
 def regenerate_noise_triton(seed: int, shape, device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     out = torch.empty(shape, device=device, dtype=dtype)
     n = out.numel()
     block, warps = elementwise_settings(n, out.device)
-    _regenerate_noise_kernel[(cdiv(n, block),)](out, _seed_arg(seed), n, BLOCK=block, num_warps=warps)
+    _regenerate_noise_kernel[(cdiv(n, block),)](out, seed_arg(seed), n, BLOCK=block, num_warps=warps)
     return out
 
 
@@ -168,8 +119,8 @@ def _noise_mse_fwd(eh, noise, seed, groups):
     partial = torch.empty(groups, n_prog, device=eh.device, dtype=acc)
     seeded = noise is None
     _noise_mse_fwd_kernel[(n_prog,)](
-        eh, eh if seeded else noise, _seed_arg(seed) if seeded else 0, partial, n, n_prog,
-        G=groups, SEEDED=seeded, ACC=_acc_dtype(eh.dtype), BLOCK=block, num_warps=warps,
+        eh, eh if seeded else noise, seed_arg(seed) if seeded else 0, partial, n, n_prog,
+        G=groups, SEEDED=seeded, ACC=acc_dtype(eh.dtype), BLOCK=block, num_warps=warps,
     )
     return partial.sum(1).div_(n)
 
@@ -181,8 +132,8 @@ def _noise_mse_bwd(eh, noise, seed, groups, grad_d):
     seeded = noise is None
     gd = contiguous(grad_d.to(torch.float64 if eh.dtype == torch.float64 else torch.float32))
     _noise_mse_bwd_kernel[(cdiv(n, block),)](
-        eh, eh if seeded else noise, _seed_arg(seed) if seeded else 0, gd, grad, n,
-        G=groups, SEEDED=seeded, ACC=_acc_dtype(eh.dtype), BLOCK=block, num_warps=warps,
+        eh, eh if seeded else noise, seed_arg(seed) if seeded else 0, gd, grad, n,
+        G=groups, SEEDED=seeded, ACC=acc_dtype(eh.dtype), BLOCK=block, num_warps=warps,
     )
     return grad
 
@@ -232,7 +183,7 @@ def philox_randn_reference(seed: int, numel: int, device=None) -> torch.Tensor:
     The Philox words are bit-identical to Triton's; the Box-Muller log/cos may differ in the last ulps from the GPU's
     fast-math versions (|Δ| ≲ 1e-5).
     """
-    seed = _seed_arg(seed)
+    seed = seed_arg(seed)
     offs = torch.arange(numel, dtype=torch.int64, device=device)
     c0, c1 = offs & _M32, (offs >> 32) & _M32
     c2 = torch.zeros_like(c0)

@@ -143,3 +143,13 @@ def test_identity_init_starts_as_the_identity_and_still_learns(name):
 
 def _name_of(root: torch.nn.Module, module: torch.nn.Module) -> str:
     return next(n for n, m in root.named_modules() if m is module)
+
+
+def test_registering_a_taken_name_is_refused():
+    from daa.models.registry import register_restorer, restorer_names
+
+    with pytest.raises(ValueError, match="'unet' is already registered by daa.models.unet.UNetRestorer"):
+        @register_restorer("unet", dict)
+        class Other(torch.nn.Module):
+            pass
+    assert "unet" in restorer_names() and type(build_restorer("unet", "tiny")).__name__ == "UNetRestorer"

@@ -29,6 +29,10 @@ def register_restorer(name: str, config_cls: type, presets: dict[str, dict[str, 
     """Class decorator: register a Restorer subclass whose __init__ takes one `config_cls` instance."""
 
     def deco(cls):
+        old = _RESTORERS.get(name)
+        if old is not None and old.build.__qualname__ != cls.__qualname__:  # a re-imported module re-registers itself
+            raise ValueError(f"restorer name {name!r} is already registered by {old.build.__module__}."
+                             f"{old.build.__qualname__}; pick another name")
         _RESTORERS[name] = _Entry(config_cls, cls, {"default": {}, **(presets or {})})
         cls.name = name
         return cls

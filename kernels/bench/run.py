@@ -49,7 +49,7 @@ from pathlib import Path
 import torch
 import triton
 
-from .. import noise_mse as _nm
+from .. import utils as _ku
 from .cases import DTYPES, _inputs, bytes_moved, make_case
 from .timing import _DEV_NOTES, DEV_CALLS, _keep_freed_memory, copy_bandwidth, device_times, time_fn
 
@@ -238,13 +238,13 @@ def sweep_blocks(device, quick, rep: Report, dev_calls: int, b=32, s=512, dname=
         cols.append((tag, max(len(tag), 15), ">"))
     rep.table(cols)
     for cfg in [(512, 4), (1024, 4), (1024, 8), (2048, 4), (2048, 8), (4096, 8)]:
-        _nm.BENCH_OVERRIDE = cfg
+        _ku.BENCH_OVERRIDE = cfg
         try:
             fns = [make_case(op, mode, prov, d) for op, mode, prov in cases]
             walls = [time_fn(fn, device, quick)[0] for fn in fns]
             devs = device_times(fns, device, dev_calls)
         finally:
-            _nm.BENCH_OVERRIDE = None
+            _ku.BENCH_OVERRIDE = None
         rep.row([str(cfg[0]), str(cfg[1])] + [f"{w:.4f} / {_fmt(dv, '.4f', 'n/a')}" for w, dv in zip(walls, devs)])
     rep.end_table()
     del d

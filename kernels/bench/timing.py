@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..noise_mse import cdiv
+from ..utils import cdiv
 
 
 def time_fn(fn, device: torch.device, quick: bool, min_samples: int = 10) -> tuple[float, float, float]:
