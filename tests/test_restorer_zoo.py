@@ -148,6 +148,7 @@ def _name_of(root: torch.nn.Module, module: torch.nn.Module) -> str:
 def test_registering_a_taken_name_is_refused():
     from daa.models.registry import register_restorer, restorer_names
 
+    assert "unet" in restorer_names()  # the built-in restorers are registered (lazily, on first use)
     with pytest.raises(ValueError, match="'unet' is already registered by daa.models.unet.UNetRestorer"):
         @register_restorer("unet", dict)
         class Other(torch.nn.Module):

@@ -30,7 +30,8 @@ def register_restorer(name: str, config_cls: type, presets: dict[str, dict[str, 
 
     def deco(cls):
         old = _RESTORERS.get(name)
-        if old is not None and old.build.__qualname__ != cls.__qualname__:  # a re-imported module re-registers itself
+        same = old is not None and (old.build.__module__, old.build.__qualname__) == (cls.__module__, cls.__qualname__)
+        if old is not None and not same:  # (a re-imported module re-registering its own class is fine)
             raise ValueError(f"restorer name {name!r} is already registered by {old.build.__module__}."
                              f"{old.build.__qualname__}; pick another name")
         _RESTORERS[name] = _Entry(config_cls, cls, {"default": {}, **(presets or {})})
