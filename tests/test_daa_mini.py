@@ -192,3 +192,17 @@ def test_bad_plan_is_a_one_line_error(text, words, tmp_path):
     msg = str(e.value)
     assert msg.startswith("error: ") and words in msg and "\n" not in msg
     assert not (tmp_path / "d").exists() and not (tmp_path / "o").exists()
+
+
+def test_a_labelled_arm_is_the_verdicts_daa_row():
+    """The final studies label their chosen arm `daa` (run daa-a3 → row daa), which is what the verdict reads."""
+    from daa_mini_report import summarize
+
+    inputs = {k: {"psnr": 20.0, "ssim": 0.5} for k in ("target", "source")}
+    results = [{"variant": v, "seed": s, "target": {"psnr": p + 0.01 * s, "ssim": 0.6},
+                "source": {"psnr": 24.0, "ssim": 0.7}}
+               for v, p in (("baseline", 25.0), ("daa-a3", 25.6), ("oracle", 27.0)) for s in range(3)]
+    summ = summarize("rain", "t", inputs, results, [("baseline", "baseline"), ("daa-a3", "daa"),
+                                                    ("oracle", "oracle")])
+    assert summ["rows"]["daa"]["run"] == "daa-a3" and summ["verdict"]["status"] == "reproduced"
+    assert "| daa (`daa-a3`) |" in daa_mini.table_md(summ)

@@ -18,8 +18,15 @@ _spec.loader.exec_module(demo)
 
 
 def test_demo_config_is_daa_minis_rain_setting():
+    """demo_rain.yaml = daa_mini.yaml + the overrides of the `daa` row of the plan's final rain study."""
+    import yaml
+
+    plan = yaml.safe_load((ROOT / "launch" / "studies" / "plans" / "daa_mini.yaml").read_text())
+    rain = next(st for st in plan["studies"] if st["name"] == "rain" and st["split"] == "test")
+    arm = next(a for a in rain["arms"] if a.get("label", a["name"]) == "daa")
     a = dataclasses.asdict(load_config("demo_rain", ["objective.mode=daa"]))
-    b = dataclasses.asdict(load_config("daa_mini", ["objective.mode=daa", "data.task=derain"]))
+    b = dataclasses.asdict(load_config("daa_mini", ["objective.mode=daa", "data.task=derain", *rain.get("set", []),
+                                                    *arm.get("set", [])]))
     for sec in ("model", "objective", "schedule", "optim"):
         assert a[sec] == b[sec], sec
     for k in ("task", "patch_size", "awgn_sigma", "value_range"):

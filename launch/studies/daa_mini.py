@@ -81,6 +81,13 @@ class Arm:
     name: str
     variant: str
     sets: tuple[str, ...] = ()
+    label: str = ""
+    """The row's name in the study's table (default: the name). The final studies label their chosen arm `daa`,
+    which is how the verdict finds it (e.g. the run `daa-a3` is the row `daa`)."""
+
+    @property
+    def row(self) -> str:
+        return self.label or self.name
 
 
 @dataclass
@@ -274,7 +281,8 @@ def load_plan(path: Path) -> list[Study]:
     studies = []
     for k, d in enumerate((doc or {}).get("studies", [])):
         try:
-            arms = [Arm(a["name"], a.get("variant", a["name"]), tuple(a.get("set", []))) for a in d["arms"]]
+            arms = [Arm(a["name"], a.get("variant", a["name"]), tuple(a.get("set", [])), a.get("label", ""))
+                    for a in d["arms"]]
             st = Study(d["name"], d["task"], d.get("split", "test"), [int(x) for x in d.get("seeds", [0, 1, 2])],
                        arms, d.get("title", ""), list(d.get("set", [])), list(d.get("diagnose", [])))
         except (KeyError, TypeError, ValueError) as e:
@@ -395,7 +403,7 @@ def main(argv=None) -> int:
               if (st.task, arm, s, st.split) in results]
         t = TASKS[st.task]
         summaries.append(summarize(st.task, st.title or t.title, input_result(paths[st.task], st.task, st.split), rs,
-                                   [arm.name for arm in st.arms], st.split, t.y_metric, st.name))
+                                   [(arm.name, arm.row) for arm in st.arms], st.split, t.y_metric, st.name))
     report(out, summaries, resolve(a.report_dir) if a.report_dir else None)
     diagnostics(out, studies, paths, resolve(a.report_dir) if a.report_dir else None, a.report_only)
     log(f"DAA-mini done in {time.time() - t0:.0f} s (results in {out})")

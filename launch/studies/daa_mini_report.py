@@ -17,25 +17,29 @@ def _ms(xs: list[float]) -> tuple[float, float]:
     return m, s
 
 
-def summarize(task: str, title: str, inputs: dict, results: list[dict], arms: list[str], split: str = "test",
+def summarize(task: str, title: str, inputs: dict, results: list[dict], arms: list, split: str = "test",
               y_metric: bool = False, study: str | None = None) -> dict:
-    """Rows: the input, then every arm of `arms` that has results (mean ± sample std over seeds)."""
+    """Rows: the input, then every arm of `arms` (run names, or (run name, row label) pairs) that has results
+    (mean ± sample std over seeds)."""
     rows = {"input": {"target": (inputs["target"]["psnr"], 0.0), "target_ssim": inputs["target"]["ssim"],
                       "source": (inputs["source"]["psnr"], 0.0), "n": 0}}
     if y_metric:
         rows["input"]["target_y"] = (inputs["target"]["psnr_y"], 0.0)
     for arm in arms:
-        rs = [r for r in results if r["variant"] == arm]
+        name, label = arm if isinstance(arm, tuple) else (arm, arm)
+        rs = [r for r in results if r["variant"] == name]
         if not rs:
             continue
-        rows[arm] = {"target": _ms([r["target"]["psnr"] for r in rs]),
+        rows[label] = {"target": _ms([r["target"]["psnr"] for r in rs]),
                      "target_ssim": sum(r["target"]["ssim"] for r in rs) / len(rs),
                      "source": _ms([r["source"]["psnr"] for r in rs]), "n": len(rs),
                      "seeds": sorted(r["seed"] for r in rs),
                      "train_s": sum(r.get("train_s", 0) for r in rs),
                      "commits": sorted({r.get("commit") or "?" for r in rs})}
+        if name != label:
+            rows[label]["run"] = name
         if y_metric:
-            rows[arm]["target_y"] = _ms([r["target"]["psnr_y"] for r in rs])
+            rows[label]["target_y"] = _ms([r["target"]["psnr_y"] for r in rs])
     v = verdict(rows)
     if split != "test" and v["status"] != "incomplete":
         v["status"] = "validation split: no verdict"  # verdicts are read on the test split only
@@ -72,7 +76,8 @@ def table_md(s: dict) -> str:
         f = lambda ms: f"{ms[0]:.2f}" + (f" ± {ms[1]:.2f}" if name != "input" and not math.isnan(ms[1]) else "")  # noqa
         d = f"{r['target'][0] - base['target'][0]:+.2f}" if base is not None and name not in ("input", "baseline") \
             else ""
-        lines.append(f"| {name} | {f(r['target'])} | {d} | {r['target_ssim']:.4f} |"
+        shown = f"{name} (`{r['run']}`)" if "run" in r else name
+        lines.append(f"| {shown} | {f(r['target'])} | {d} | {r['target_ssim']:.4f} |"
                      + (f" {f(r['target_y'])} |" if y else "") + f" {f(r['source'])} | {r['n'] or '–'} |")
     v = s["verdict"]
     if v.get("status") != "incomplete":
