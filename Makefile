@@ -20,7 +20,7 @@ NOISE_STATS = $(if $(wildcard $(SHARED)/real_noise_polyu),--pairs "PolyU (real, 
 	--synthetic "AWGN σ 25/255 (source)=denoise:source:sigma=0.098" --synthetic "camera noise + JPEG (noise)=denoise:target" \
 	--synthetic "calibrated camera noise (camnoise)=denoise:target:profile=sidd"
 
-.PHONY: install test test-faults test-slurm lint bench bench-step data demo demo-quick reproduce reproduce-quick clean-venv
+.PHONY: install wheel-check test test-faults test-slurm lint bench bench-step data demo demo-quick reproduce reproduce-quick clean-venv
 
 $(VENV)/.installed: setup.py pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(if $(filter 1,$(SYSTEM_SITE)),--system-site-packages) $(VENV)
@@ -39,6 +39,10 @@ install: $(VENV)/.installed
 # the fast groups: everything but the slow reliability cases (those are make test-faults)
 test: install
 	$(PY) -m pytest -q tests -m "not faults or faults_fast"
+
+# build the wheel, install it into a fresh venv outside the checkout, run daa-train --dry-run and daa-restore --help
+wheel-check: install
+	PY=$(PY) bash .ci/wheel_check.sh
 
 lint: install
 	$(PY) -m ruff check daa kernels data_shards launch tests

@@ -33,6 +33,16 @@ setup(
         "scikit-learn",  # bundled sample photos for the offline corpus (china, flower)
         "matplotlib",  # a bundled photo (grace_hopper) and the demo's loss-curve plot
     ],
+    entry_points={"console_scripts": [
+        "daa-train=daa.train:cli",
+        "daa-restore=daa.restore:main",
+        "daa-evaluate=daa.evaluate:main",
+        "daa-diagnose=daa.diagnose:main",
+        "daa-shards=data_shards.write:main",
+        "daa-valset=data_shards.valset:main",
+        "daa-photos=data_shards.photos:main",
+        "daa-noise-stats=data_shards.noise_stats:main",
+    ]},
     extras_require={
         "dev": ["pytest", "pytest-timeout", "ruff"],
         "gpu": ["xformers"],
