@@ -30,12 +30,7 @@ import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # run from a checkout without installing
-# Idle OpenMP threads sleep instead of spinning. On a shared CPU box, spinning threads of a 2-thread process whose
-# sibling core is busy made steps 5-20x slower and noisy; the thread count is unchanged. Set before torch loads
-# libgomp; export OMP_WAIT_POLICY=ACTIVE to measure the spinning default.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(REPO))  # run from a checkout without installing (memory, not time: no OMP_WAIT_POLICY here)
 
 import torch  # noqa: E402
 
