@@ -5,7 +5,8 @@ Four numbers describe how a denoiser trained on white Gaussian noise will see a 
 - **level**: std of n in 8-bit units (σ·255), and the input PSNR where a clean image is known;
 - **lag-1 autocorrelation**: corr(n[y, x], n[y, x+1]) and the vertical one, averaged (AWGN: 0; demosaicing and JPEG
   push it up: the noise becomes blotchy);
-- **high-band power**: the share of the noise power above 0.25 cycles/px (radial frequency; AWGN: 1 − π/16 ≈ 0.80);
+- **power by band**: the share of the noise power below 0.125 cycles/px (radial frequency; blotches of 8 px and more;
+  AWGN: π/64 ≈ 0.05) and above 0.25 cycles/px (fine grain; AWGN: 1 − π/16 ≈ 0.80);
 - **chroma share**: the share of the power orthogonal to the grey axis (1,1,1)/√3 (AWGN: 2/3; noise that is the
   same in R, G and B has 0).
 
@@ -32,6 +33,8 @@ from scipy import ndimage
 GREY = np.ones(3) / np.sqrt(3.0)
 HIGH_BAND = 0.25
 """Cycles per pixel above which noise power counts as 'high-band' (Nyquist is 0.5)."""
+LOW_BAND = 0.125
+"""Cycles per pixel below which noise power counts as 'low-band'."""
 
 
 @dataclass
@@ -43,6 +46,7 @@ class NoiseStats:
     lag1: float
     high_band: float
     chroma: float
+    low_band: float = float("nan")
     psnr_in: float | None = None
 
 
@@ -55,13 +59,21 @@ def _lag1(n: np.ndarray) -> float:
     return float(np.mean((h + v) / 2 / np.maximum(var, 1e-20)))
 
 
-def _high_band(n: np.ndarray) -> float:
-    """Share of the power of a (..., H, W, 3) field above HIGH_BAND cycles/px (per block, then pooled)."""
+def _band(n: np.ndarray, lo: float, hi: float) -> float:
+    """Share of the power of a (..., H, W, 3) field at radial frequencies in (lo, hi] cycles/px (pooled)."""
     h, w = n.shape[-3:-1]
     p = np.abs(np.fft.fft2(n - n.mean(axis=(-3, -2), keepdims=True), axes=(-3, -2))) ** 2
     fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
-    high = np.sqrt(fy * fy + fx * fx) > HIGH_BAND
-    return float(p[..., high, :].sum() / max(p.sum(), 1e-20))
+    f = np.sqrt(fy * fy + fx * fx)
+    return float(p[..., (f > lo) & (f <= hi), :].sum() / max(p.sum(), 1e-20))
+
+
+def _high_band(n: np.ndarray) -> float:
+    return _band(n, HIGH_BAND, 1.0)
+
+
+def _low_band(n: np.ndarray) -> float:
+    return _band(n, 0.0, LOW_BAND)
 
 
 def _chroma(n: np.ndarray) -> float:
@@ -76,7 +88,8 @@ def field_stats(noise: list[np.ndarray], name: str, estimator: str, psnr_in: flo
     lag = float(np.mean([_lag1(f) for f in noise]))
     hb = float(np.mean([_high_band(f) for f in noise]))
     ch = float(np.mean([_chroma(f) for f in noise]))
-    return NoiseStats(name, estimator, len(noise), sig, lag, hb, ch, psnr_in)
+    lb = float(np.mean([_low_band(f) for f in noise]))
+    return NoiseStats(name, estimator, len(noise), sig, lag, hb, ch, low_band=lb, psnr_in=psnr_in)
 
 
 def flat_blocks(img: np.ndarray, block: int = 32, keep: float = 0.25) -> np.ndarray:
@@ -114,12 +127,12 @@ def flat_stats(noisy: list[np.ndarray], name: str, block: int = 32, keep: float 
 
 
 def table_md(rows: list[NoiseStats]) -> str:
-    lines = ["| set | estimator | images | σ (8-bit) | input PSNR (dB) | lag-1 autocorr. | power > 0.25 cyc/px | "
-             "chroma share |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| set | estimator | images | σ (8-bit) | input PSNR (dB) | lag-1 autocorr. | power < 0.125 cyc/px | "
+             "power > 0.25 cyc/px | chroma share |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         p = f"{r.psnr_in:.2f}" if r.psnr_in is not None else "–"
         lines.append(f"| {r.name} | {r.estimator} | {r.n_images} | {r.sigma_255:.2f} | {p} | {r.lag1:.2f} | "
-                     f"{r.high_band:.2f} | {r.chroma:.2f} |")
+                     f"{r.low_band:.2f} | {r.high_band:.2f} | {r.chroma:.2f} |")
     return "\n".join(lines)
 
 

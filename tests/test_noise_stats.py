@@ -19,6 +19,7 @@ def test_white_noise_statistics():
     assert s.sigma_255 == pytest.approx(0.05 * 255, rel=0.02)
     assert abs(s.lag1) < 0.02
     assert s.high_band == pytest.approx(1 - np.pi / 16, abs=0.02)  # the disc of radius 0.25 in the unit square
+    assert s.low_band == pytest.approx(np.pi / 64, abs=0.02)
     assert s.chroma == pytest.approx(2 / 3, abs=0.02)
 
 
@@ -27,7 +28,7 @@ def test_grey_and_blurred_noise():
     assert ns.field_stats(list(grey), "grey", "pairs").chroma == pytest.approx(0.0, abs=1e-6)
     blurred = np.stack([ndimage.gaussian_filter(f, (1.5, 1.5, 0)) for f in _field()])
     s = ns.field_stats(list(blurred), "blur", "pairs")
-    assert s.lag1 > 0.7 and s.high_band < 0.05
+    assert s.lag1 > 0.7 and s.high_band < 0.05 and s.low_band > 0.3
 
 
 def test_flat_estimator_agrees_with_pairs_on_a_smooth_image():
