@@ -25,6 +25,7 @@ setup(
         "ninja",
         "pillow",
         "scikit-image",
+        "h5py",  # SIDD .mat blocks in MATLAB v7.3 (HDF5) format (daa.protocols)
         "opencv-python-headless",  # 16-bit colour PNG in and out (Pillow cannot hold it)
         "tqdm",
         "tensorboard",
