@@ -46,7 +46,8 @@ class ModelConfig:
 class DataConfig:
     task: str = "denoise"
     shards: str = ""
-    """Directory written by `python -m data_shards.write` (has manifest.json), or 'synthetic' for procedural
+    """Where the shards of `python -m data_shards.write` are (manifest.json + tars): a folder, an http(s):// base URL
+    or a `pipe:CMD` with {} for the file name (data_shards.urls), or 'synthetic' for procedural
     batches (smoke tests and benchmarks without data)."""
     val: str = ""
     """Fixed validation split written by `python -m data_shards.valset` ('' = no evaluation)."""

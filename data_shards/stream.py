@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -56,6 +57,7 @@ import torch
 import torch.nn.functional as F
 import webdataset as wds
 
+from . import urls
 from .imageio import decode_image
 from .imageio import to_float01 as to_float
 from .pngcrop import decode_crop, image_size
@@ -101,6 +103,8 @@ class StreamConfig:
     """Add batch['keys'] = {stream: [sample keys]} (a non-tensor entry; for tests and debugging)."""
     prefetch_factor: int = 2
     pin_memory: bool = False
+    read_timeout: float = urls.TIMEOUT
+    """Seconds a remote shard read (http(s), pipe:) may wait for data before it counts as failed (and is retried)."""
 
     def __post_init__(self):
         if self.patch_size < 1 or self.batch_size < 1 or self.num_workers < 0 or self.shuffle_buffer < 1:
@@ -110,14 +114,27 @@ class StreamConfig:
             raise ValueError(f"awgn_sigma must be (lo, hi) with 0 <= lo <= hi, got {self.awgn_sigma}")
 
 
-def load_manifest(shard_dir: str) -> dict:
-    path = os.path.join(shard_dir, MANIFEST)
-    if not os.path.isfile(path):
+def load_manifest(shard_dir: str, timeout: float = urls.TIMEOUT) -> dict:
+    """The manifest at a shard location (a folder, an http(s) URL or a pipe: command; data_shards.urls). A stream
+    given as a brace pattern (`"pattern": "syn-{000000..000127}.tar"`) gets the file list it names (counts unknown)."""
+    path = urls.join(shard_dir, MANIFEST)
+    if urls.kind(shard_dir) == "local" and not os.path.isfile(path):
         raise FileNotFoundError(f"no {MANIFEST} in {shard_dir!r}: write shards with `python -m data_shards.write`")
-    with open(path) as f:
-        man = json.load(f)
+    try:
+        man = json.loads(urls.read_all(path, timeout))
+    except urls.ShardMissing:
+        raise FileNotFoundError(f"no {MANIFEST} at {shard_dir!r}") from None
+    except urls.ShardReadError as e:
+        raise FileNotFoundError(f"cannot read the manifest: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"{path}: not a JSON manifest ({e})") from None
     if man.get("format") != FORMAT:
         raise ValueError(f"{path}: unknown shard format {man.get('format')!r} (expected {FORMAT})")
+    for name, info in man.get("streams", {}).items():
+        if "shards" not in info and "pattern" in info:
+            info["shards"] = [{"file": f, "count": None} for f in urls.expand(info["pattern"])]
+        if not info.get("shards"):
+            raise ValueError(f"{path}: stream {name!r} names no shards")
     return man
 
 
@@ -132,16 +149,17 @@ class _ShardReader:
     (epoch, position) identifies a point in it exactly."""
 
     def __init__(self, shard_dir: str, info: dict, name: str, seed: int, g: int, num_readers: int, buffer: int,
-                 stats: Counter, code: int | None = None):
+                 stats: Counter, code: int | None = None, timeout: float = urls.TIMEOUT):
         self.dir, self.name, self.seed, self.g, self.G, self.buffer = shard_dir, name, seed, g, num_readers, buffer
-        self.shards = [(s["file"], int(s["count"])) for s in info["shards"]]
+        self.timeout = timeout
+        self.shards = [(s["file"], None if s.get("count") is None else int(s["count"])) for s in info["shards"]]
         self.stats = stats
         # Each stream has its own shuffle code, so streams are never shuffled alike (a ref stream read from the syn
         # shards gets the ref code: an order independent of the syn stream's).
         self.code = STREAM_CODES[name] if code is None else code
         self.sample_split = len(self.shards) < num_readers
-        total = sum(c for _, c in self.shards)
-        if total < num_readers:
+        total = sum(c for _, c in self.shards) if all(c is not None for _, c in self.shards) else None
+        if total is not None and total < num_readers:
             raise ValueError(f"stream {name!r} has {total} samples, fewer than the {num_readers} readers "
                              f"(world_size × num_workers); write more samples or use fewer workers")
         self._counting = True
@@ -157,30 +175,63 @@ class _ShardReader:
             self.stats[kind] += 1
             warnings.warn(f"data_shards: {msg} (skipped)", RuntimeWarning, stacklevel=3)
 
-    def _shard_samples(self, fname: str, expected: int) -> Iterator[dict]:
-        path = os.path.join(self.dir, fname)
-        failed = []
+    def _shard_samples(self, fname: str, expected: int | None) -> Iterator[dict]:
+        """The samples of one shard. A remote read that fails (reset, timeout, 5xx, a failing pipe) is retried from
+        the start of the shard with bounded back-off, skipping the samples already yielded; a missing file or a
+        shard still unreadable after the last retry is skipped and counted (missing_shards, unreachable_shards)."""
+        url = urls.join(self.dir, fname)
+        n = 0  # samples of this shard yielded so far
+        last: Exception | None = None
+        for delay in (0.0, *urls.RETRY_DELAYS):
+            if delay:
+                time.sleep(delay)
+            try:
+                f = urls.open_url(url, self.timeout)
+            except urls.ShardMissing as e:
+                self._warn("missing_shards", f"{self.name} shard {fname}: {e}")
+                return
+            except urls.ShardReadError as e:
+                last = e
+                continue
+            failed, skip = [], n
 
-        def handler(exn: Exception) -> bool:
-            if not failed:  # webdataset may report one truncation twice (member read, then next header)
-                failed.append(exn)
-                why = str(exn.args[0]).split(" @ ")[0] if exn.args else ""
-                self._warn("truncated_shards", f"{self.name} shard {fname}: {type(exn).__name__}: {why}")
-            return True
+            def handler(exn: Exception, f=f, failed=failed) -> bool:
+                if getattr(f, "failed", None) is not None:
+                    return False  # a read failure, not a corrupt tar: stop this pass, retry below
+                if not failed:  # webdataset may report one truncation twice (member read, then next header)
+                    failed.append(exn)
+                    why = str(exn.args[0]).split(" @ ")[0] if exn.args else ""
+                    self._warn("truncated_shards", f"{self.name} shard {fname}: {type(exn).__name__}: {why}")
+                return True
 
-        try:
-            f = open(path, "rb")
-        except OSError as e:
-            self._warn("missing_shards", f"{self.name} shard {fname}: {e.strerror}")
-            return
-        n = 0
-        with f:
-            files = wds.tariterators.tar_file_expander([{"url": path, "stream": f}], handler=handler)
-            for sample in wds.tariterators.group_by_keys(files, handler=handler):
-                n += 1
-                yield sample
-        if n < expected and not failed:  # truncated exactly at a member boundary: tarfile stops silently
-            self._warn("short_shards", f"{self.name} shard {fname}: {n} of {expected} samples")
+            pending = None  # a sample is passed on once the next one has begun (or the shard ended cleanly): the
+            # last one before a read failure may be cut short, and the retry reads it again whole
+            with f:
+                files = wds.tariterators.tar_file_expander([{"url": url, "stream": f}], handler=handler)
+                for sample in wds.tariterators.group_by_keys(files, handler=handler):
+                    if pending is not None:
+                        if skip:
+                            skip -= 1
+                        else:
+                            n += 1
+                            yield pending
+                    pending = sample
+            if getattr(f, "failed", None) is None and pending is not None:
+                if skip:
+                    skip -= 1
+                else:
+                    n += 1
+                    yield pending
+            if getattr(f, "failed", None) is None:
+                if expected is not None and n < expected and not failed:
+                    # truncated exactly at a member boundary: tarfile stops silently
+                    self._warn("short_shards", f"{self.name} shard {fname}: {n} of {expected} samples")
+                return
+            last = f.failed
+            if self._counting:
+                self.stats["read_retries"] += 1
+        self._warn("unreachable_shards", f"{self.name} shard {fname}: given up after {len(urls.RETRY_DELAYS) + 1} "
+                                         f"attempts ({last})")
 
     def _epoch_raw(self, epoch: int) -> Iterator[dict]:
         counts = dict(self.shards)
@@ -332,9 +383,11 @@ class _WorkerStream(torch.utils.data.IterableDataset):
         for name, (src, _) in self._streams().items():
             shard_stream = src if src in have else "syn"  # ref falls back to the syn shards' gt
             # this many corrupt samples in a row = at least one whole epoch of this reader with nothing decodable
-            limit[name] = max(1, sum(int(s["count"]) for s in have[shard_stream]["shards"]))
+            # (shards listed by a pattern have no counts: then a generous bound)
+            limit[name] = max(1, sum(int(s["count"]) if s.get("count") is not None else 10_000
+                                     for s in have[shard_stream]["shards"]))
             readers[name] = _ShardReader(cfg.shards, have[shard_stream], shard_stream, cfg.seed, g, G,
-                                         cfg.shuffle_buffer, stats, code=STREAM_CODES[name])
+                                         cfg.shuffle_buffer, stats, code=STREAM_CODES[name], timeout=cfg.read_timeout)
             cursors[name] = tuple(plan.cursors.get(name, (0, 0)))
             iters[name] = readers[name].samples(*cursors[name])
         on_the_fly = self.man.get("syn_on_the_fly", False)
@@ -397,7 +450,7 @@ class TrainStream:
         if not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
-        self.manifest = load_manifest(cfg.shards)
+        self.manifest = load_manifest(cfg.shards, cfg.read_timeout)
         if cfg.task is not None and cfg.task != self.manifest.get("task"):
             raise ValueError(f"shards in {cfg.shards!r} are for task {self.manifest.get('task')!r}, "
                              f"not {cfg.task!r}")

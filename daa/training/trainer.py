@@ -30,7 +30,8 @@ from .logger import RunLogger
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DATA_SKIP_SAMPLES = ("corrupt_samples", "incomplete_samples", "size_mismatch")
 """data_shards.stream counters of samples skipped one by one."""
-DATA_SKIP_KINDS = DATA_SKIP_SAMPLES + ("truncated_shards", "short_shards", "missing_shards")
+DATA_SKIP_KINDS = DATA_SKIP_SAMPLES + ("truncated_shards", "short_shards", "missing_shards", "unreachable_shards",
+                                       "read_retries")
 
 
 class CheckpointWriteError(RuntimeError):
@@ -144,18 +145,22 @@ class Trainer:
 
             return SyntheticStream(self.cfg.run.micro_batch, d.patch_size, self.cfg.run.seed, self.dist.rank,
                                    with_ref=self.cfg.objective.mode == "daa_ref")
+        from data_shards import urls
         from data_shards.stream import StreamConfig, TrainStream
 
         if not d.shards:
             raise ConfigError("data.shards is empty: point it at a directory written by `python -m data_shards.write`")
-        if not (Path(d.shards) / "manifest.json").is_file():
+        if urls.kind(d.shards) == "local" and not (Path(d.shards) / "manifest.json").is_file():
             raise ConfigError(f"data.shards={d.shards} has no manifest.json: write shards with "
                               f"`python -m data_shards.write` (or use data.shards=synthetic)")
         scfg = StreamConfig(shards=d.shards, patch_size=d.patch_size, batch_size=self.cfg.run.micro_batch,
                             seed=self.cfg.run.seed, num_workers=d.num_workers, task=d.task,
                             awgn_sigma=tuple(d.awgn_sigma), with_ref=self.cfg.objective.mode == "daa_ref",
                             with_real=self.cfg.objective.mode != "baseline")  # a baseline never reads x_r
-        return TrainStream(scfg, rank=self.dist.rank, world_size=self.dist.world_size)
+        try:
+            return TrainStream(scfg, rank=self.dist.rank, world_size=self.dist.world_size)
+        except FileNotFoundError as e:  # a remote manifest that is missing or unreachable: one line
+            raise ConfigError(f"data.shards={d.shards}: {e}") from None
 
     def _load_valset(self):
         if not self.cfg.data.val:

@@ -1,0 +1,133 @@
+"""Shards read over HTTP (a real server on 127.0.0.1 started here) and through pipe: commands: the same batches as
+from disk, retries after a dropped connection, 404 and stalled shards skipped and counted, exact resume."""
+from __future__ import annotations
+
+import http.server
+import os
+import threading
+import time
+from functools import partial
+
+import pytest
+import torch
+from test_stream import TENSORS, _cfg, _same, _take, _write
+
+from data_shards import urls
+from data_shards.stream import StreamConfig, TrainStream, load_manifest
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves the shard folder; `server.drop[name] = k` cuts the next k downloads of `name` half-way (after sending
+    the full Content-Length), `server.missing` answers 404, `server.stall` sleeps before the body."""
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        name = os.path.basename(self.path)
+        srv = self.server
+        srv.requests.append(name)
+        if name in srv.missing:
+            self.send_error(404)
+            return
+        if name in srv.stall:
+            time.sleep(srv.stall[name])
+        if srv.drop.get(name, 0) > 0:
+            srv.drop[name] -= 1
+            data = open(os.path.join(self.directory, name), "rb").read()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        super().do_GET()
+
+    def log_message(self, *args):  # quiet
+        pass
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return _write(tmp_path_factory.mktemp("urls"))
+
+
+@pytest.fixture
+def server(shards):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=shards))
+    srv.drop, srv.missing, srv.stall, srv.requests = {}, set(), {}, []
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
+    yield srv
+    srv.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _fast_retries(monkeypatch):
+    monkeypatch.setattr(urls, "RETRY_DELAYS", (0.05, 0.1, 0.2))
+
+
+def _keys(stream):
+    return [b["keys"] for b in stream]
+
+
+def test_http_gives_the_batches_of_the_disk(shards, server):
+    assert load_manifest(server.url)["streams"].keys() == load_manifest(shards)["streams"].keys()
+    for workers in (0, 2):
+        a = _take(TrainStream(_cfg(shards, num_workers=workers)), 6)
+        b = _take(TrainStream(_cfg(server.url, num_workers=workers)), 6)
+        assert _same(a, b)
+
+
+def test_dropped_connection_is_retried(shards, server):
+    man = load_manifest(shards)
+    name = man["streams"]["syn"]["shards"][0]["file"]
+    server.drop[name] = 2  # the first two downloads of this shard break half-way
+    s = TrainStream(_cfg(server.url))
+    got = _take(s, 8)
+    assert _same(got, _take(TrainStream(_cfg(shards)), 8))  # nothing lost, nothing repeated
+    assert s.stats["read_retries"] == 2 and s.stats["unreachable_shards"] == 0
+    assert server.requests.count(name) >= 3
+
+
+def test_missing_and_stalled_shards_are_skipped_and_counted(shards, server):
+    man = load_manifest(shards)
+    files = [x["file"] for x in man["streams"]["real"]["shards"]]
+    server.missing.add(files[0])
+    server.stall[files[1]] = 1.0
+    t0 = time.time()
+    s = TrainStream(_cfg(server.url, read_timeout=0.3))
+    batches = _take(s, 12)
+    assert all(torch.isfinite(b[k]).all() for b in batches for k in TENSORS)
+    assert s.stats["missing_shards"] >= 1 and s.stats["unreachable_shards"] >= 1
+    assert time.time() - t0 < 60  # nothing hangs: the stalled shard is given up after its retries
+    keys = {k for b in batches for k in b["keys"]["real"]}
+    assert keys and not any(k.startswith(files[0].split(".")[0]) for k in keys)
+
+
+def test_pipe_cat_gives_the_batches_of_the_disk(shards):
+    a = _take(TrainStream(_cfg(shards)), 5)
+    b = _take(TrainStream(_cfg(f"pipe:cat {shards}/{{}}")), 5)
+    assert _same(a, b)
+    s = TrainStream(_cfg(f"pipe:cat {shards}/{{}}"))
+    with pytest.raises(ValueError, match="needs \\{\\}"):
+        urls.join("pipe:cat shards/", "x.tar")
+    assert s.manifest["format"]
+
+
+def test_resume_over_http_equals_an_uninterrupted_run(shards, server):
+    full = _take(TrainStream(_cfg(server.url, num_workers=2)), 8)
+    s = TrainStream(_cfg(server.url, num_workers=2))
+    first = _take(s, 3)
+    state = s.state_dict()
+    r = TrainStream(_cfg(server.url, num_workers=2))
+    r.load_state_dict(state)
+    assert _same(first + _take(r, 5), full)
+
+
+def test_unreachable_manifest_is_one_error(server):
+    server.missing.add("manifest.json")
+    with pytest.raises(FileNotFoundError, match="no manifest.json"):
+        TrainStream(StreamConfig(server.url, patch_size=16, batch_size=4, num_workers=0))
+    with pytest.raises(FileNotFoundError, match="cannot read the manifest"):
+        load_manifest("http://127.0.0.1:9/nothing", timeout=0.5)
