@@ -2,48 +2,15 @@
 from disk, retries after a dropped connection, 404 and stalled shards skipped and counted, exact resume."""
 from __future__ import annotations
 
-import http.server
-import os
-import threading
 import time
-from functools import partial
 
 import pytest
+import shard_server
 import torch
 from test_stream import TENSORS, _cfg, _same, _take, _write
 
 from data_shards import urls
 from data_shards.stream import StreamConfig, TrainStream, load_manifest
-
-
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves the shard folder; `server.drop[name] = k` cuts the next k downloads of `name` half-way (after sending
-    the full Content-Length), `server.missing` answers 404, `server.stall` sleeps before the body."""
-
-    def do_GET(self):  # noqa: N802 - http.server's name
-        name = os.path.basename(self.path)
-        srv = self.server
-        srv.requests.append(name)
-        if name in srv.missing:
-            self.send_error(404)
-            return
-        if name in srv.stall:
-            time.sleep(srv.stall[name])
-        if srv.drop.get(name, 0) > 0:
-            srv.drop[name] -= 1
-            data = open(os.path.join(self.directory, name), "rb").read()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            self.connection.shutdown(2)
-            return
-        super().do_GET()
-
-    def log_message(self, *args):  # quiet
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +20,7 @@ def shards(tmp_path_factory):
 
 @pytest.fixture
 def server(shards):
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=shards))
-    srv.drop, srv.missing, srv.stall, srv.requests = {}, set(), {}, []
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
+    srv = shard_server.start(shards)
     yield srv
     srv.shutdown()
 

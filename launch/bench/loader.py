@@ -1,11 +1,12 @@
-"""Data-loader benchmark: `python launch/bench/loader.py` (appends to docs/benchmarks/data_loader.csv).
+"""Data-loader benchmark: `python launch/bench/loader.py` (appends to docs/benchmarks/data_loader*.csv).
 
 Three numbers per layout, all in samples/s in ONE process (what one DataLoader worker delivers):
 
 1. **per-file loader** — the official style (spec §5.3): a torch Dataset that opens and decodes every image of a
    sample from its own PNG file, converts the *whole* image to float, crops, augments, and for denoising reads the
    clean file twice (DFWB is both data_root and gt_root) before adding AWGN; a DataLoader collates the batch.
-2. **shard reader** — `TrainStream(num_workers=0)` over shards written from the very same files.
+2. **shard reader** — `TrainStream(num_workers=0)` over shards written from the very same files, read from disk and
+   the same shards served over HTTP from 127.0.0.1 (`data.shards=http://...`; the HTTP/disk column).
 3. **training step** — one tiny DAA objective step (forward + backward + Adam) on CPU at the same batch and patch:
    the rate at which training consumes samples (`import daa` lazily; skipped with a note if it fails).
 
@@ -17,11 +18,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
+import http.server
 import os
 import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,7 +40,7 @@ from launch.harness import CsvLog, git_sha  # noqa: E402
 
 CSV = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "benchmarks", "data_loader.csv")
 FIELDS = ["timestamp", "host", "git_sha", "layout", "tile", "patch", "batch", "perfile_sps", "shard_sps",
-          "shard_over_perfile", "step_sps", "loader_over_step", "torch_threads", "note"]
+          "shard_over_perfile", "step_sps", "loader_over_step", "torch_threads", "note", "http_sps", "http_over_disk"]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -127,6 +131,18 @@ def shard_rate(shard_dir, patch, batch, n) -> float:
                  batch, n)
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def serve(directory: str) -> http.server.ThreadingHTTPServer:
+    """The shard folder over HTTP on 127.0.0.1 (a daemon thread): what a shard stream from a URL reads."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=directory))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
 def step_rate(patch: int, batch: int, n: int) -> tuple[float | None, str]:
     """Samples/s one tiny DAA step consumes (restorer 'unet' tiny + diffusion U-Net tiny, fwd + bwd + Adam)."""
     try:
@@ -183,30 +199,38 @@ def main(argv: list[str] | None = None) -> int:
             flags += ["--syn-on-the-fly"] if awgn else ["--syn", os.path.join(work, "files", "syn")]
             if write.main(["--task", "denoise" if awgn else "deblur", *flags, "--out", out, "-q"]) != 0:
                 return 1
-            pfs, shs = [], []
-            for _ in range(args.rounds):  # interleaved rounds, medians: the box is shared and its load drifts
-                pfs.append(perfile_rate(paths, args.patch, args.batch, args.batches, awgn))
-                shs.append(shard_rate(out, args.patch, args.batch, args.batches))
-            pf, sh = float(np.median(pfs)), float(np.median(shs))
+            pfs, shs, hts = [], [], []
+            srv = serve(out)
+            url = f"http://127.0.0.1:{srv.server_address[1]}"
+            try:
+                for _ in range(args.rounds):  # interleaved rounds, medians: the box is shared and its load drifts
+                    pfs.append(perfile_rate(paths, args.patch, args.batch, args.batches, awgn))
+                    shs.append(shard_rate(out, args.patch, args.batch, args.batches))
+                    hts.append(shard_rate(url, args.patch, args.batch, args.batches))
+            finally:
+                srv.shutdown()
+            pf, sh, ht = float(np.median(pfs)), float(np.median(shs)), float(np.median(hts))
             rows.append({"layout": layout, "perfile_sps": pf, "shard_sps": sh, "shard_over_perfile": sh / pf,
-                         "step_sps": step, "loader_over_step": sh / step if step else None})
+                         "step_sps": step, "loader_over_step": sh / step if step else None, "http_sps": ht,
+                         "http_over_disk": ht / sh})
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     n_tiles = len(paths["gt"])
     print(f"\ndata loader benchmark: {n_tiles} tiles of <= {args.tile}px, crops {args.patch}², batch {args.batch}, "
           f"1 process, torch threads {torch.get_num_threads()}, host {socket.gethostname()}")
-    hdr = f"{'layout':<8} {'per-file':>10} {'shards':>10} {'shards/per-file':>16} {'step':>10} {'shards/step':>12}"
+    hdr = (f"{'layout':<8} {'per-file':>10} {'shards':>10} {'shards/per-file':>16} {'step':>10} {'shards/step':>12} "
+           f"{'HTTP':>10} {'HTTP/disk':>10}")
     print(hdr + "\n" + "-" * len(hdr))
     for r in rows:
         st = "n/a" if r["step_sps"] is None else f"{r['step_sps']:.1f}"
         ls = "n/a" if r["loader_over_step"] is None else f"{r['loader_over_step']:.1f}x"
         print(f"{r['layout']:<8} {r['perfile_sps']:>10.1f} {r['shard_sps']:>10.1f} {r['shard_over_perfile']:>15.2f}x "
-              f"{st:>10} {ls:>12}")
-    print(f"(samples/s; {note})")
+              f"{st:>10} {ls:>12} {r['http_sps']:>10.1f} {r['http_over_disk']:>9.2f}x")
+    print(f"(samples/s; HTTP = the same shards served from 127.0.0.1 by Python's http.server; {note})")
     if args.csv:
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        log = CsvLog(args.csv, FIELDS)
+        log = CsvLog(args.csv, FIELDS, allow_alt=True)  # the CSV before the HTTP columns: rows go to *_v2.csv
         n = log.append({"timestamp": now, "host": socket.gethostname(), "git_sha": git_sha(), "tile": args.tile,
                         "patch": args.patch, "batch": args.batch, "torch_threads": torch.get_num_threads(),
                         "note": note, **{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items()}}

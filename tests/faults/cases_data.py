@@ -7,6 +7,7 @@ import os
 import random
 import re
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -205,3 +206,36 @@ def _nonfinite(x, path="") -> list[str]:
     return []
 
 
+
+
+# ---- 3b. shards over HTTP that misbehave -------------------------------------------------------------------------
+def case_http(ctx: Ctx) -> Row:
+    """2 ranks train from shards served over HTTP on 127.0.0.1: one shard's first two downloads break half-way,
+    another answers 404. The run completes; the retries and the missing shard are counted and reported."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import shard_server
+
+    shards = write_shards(ctx, "shards_http")
+    man = json.loads((shards / "manifest.json").read_text())
+    syn, real = man["streams"]["syn"]["shards"], man["streams"]["real"]["shards"]
+    srv = shard_server.start(str(shards))
+    try:
+        srv.drop[syn[0]["file"]] = 2
+        srv.missing.add(real[-1]["file"])
+        d = ctx.tmp / "http"
+        p = run(train_cmd(d, f"data.shards={srv.url}", "data.num_workers=1", "run.total_images=96",
+                          "run.log_every_images=32", "run.ckpt_every_images=96"))
+    finally:
+        srv.shutdown()
+    check(p.returncode == 0, f"training failed: {tail(p.stderr, 3)}")
+    log = (d / "log.txt").read_text()
+    m = re.search(r"finished: ([\d,]+) images, \d+ skipped micro-steps, \d+ skipped samples \(([^)]*)\)", log)
+    check(m is not None, f"no final report line: {tail(log)}")
+    counts = dict(kv.split("=") for kv in m.group(2).split(", ") if "=" in kv)
+    check(int(counts.get("missing_shards", 0)) >= 1, f"the 404 shard was not counted: {m.group(2)}")
+    check(int(counts.get("read_retries", 0)) >= 1, f"the dropped downloads were not retried/counted: {m.group(2)}")
+    check(int(counts.get("unreachable_shards", 0)) == 0, f"a shard was given up: {m.group(2)}")
+    return Row("corrupt data: shards over HTTP", f"2 ranks read shards from http://127.0.0.1 (data.shards=URL); the "
+               f"first 2 downloads of {syn[0]['file']} cut half-way, {real[-1]['file']} answers 404",
+               "training completes; the cut downloads are retried, the 404 shard skipped; both counted and reported",
+               f"completed {m.group(1)} images; final line: \"{m.group(2)}\"", True)

@@ -8,7 +8,7 @@ models and data, injects a fault, and checks what the product guarantees (docs/R
 from __future__ import annotations
 
 import pytest
-from cases_data import case_corrupt_5, case_corrupt_100, case_numeric
+from cases_data import case_corrupt_5, case_corrupt_100, case_http, case_numeric
 from cases_input import case_bad_input, case_disk_full
 from cases_runs import (
     case_agent_kills,
@@ -77,6 +77,11 @@ def test_corrupt_5_percent(ctx, record):
 @FAST
 def test_corrupt_100_percent(ctx, record):
     record(case_corrupt_100(ctx), "corrupt 100 %")
+
+
+@FULL
+def test_shards_over_http(ctx, record):
+    record(case_http(ctx), "HTTP shards")
 
 
 @pytest.mark.parametrize("where, restorer", [
