@@ -8,7 +8,9 @@ A shard location is what `data.shards` / `StreamConfig.shards` names:
     pipe:gsutil cat gs://bucket/daa/shards/{}         (webdataset's `gopen`: no code of ours per object store)
 
 Files are named relative to the location (manifest.json, syn-000000.tar, …). A manifest stream may also list its
-shards as a brace pattern (`"pattern": "syn-{000000..000127}.tar"`) instead of the writer's file list.
+shards as a brace pattern (`"pattern": "syn-{000000..000127}.tar"`) instead of the writer's file list, and a pattern
+or file name that is itself a URL, a pipe: command or an absolute path points that stream elsewhere (e.g. the real
+stream on another server).
 
 Reading a remote shard can fail: a transient error (connection reset or refused, a timeout, HTTP 5xx, a pipe whose
 command fails) is retried with bounded back-off (`RETRY_DELAYS`); a missing file (HTTP 404/410, no such local
@@ -48,7 +50,10 @@ def kind(location: str) -> str:
 
 
 def join(location: str, name: str) -> str:
-    """The URL or path of file `name` at `location`."""
+    """The URL or path of file `name` at `location` (a name that is itself a URL, a pipe: or an absolute path is
+    kept: a manifest may place one stream elsewhere than the others)."""
+    if kind(name) != "local" or os.path.isabs(name):
+        return name
     k = kind(location)
     if k == "http":
         return location.rstrip("/") + "/" + name

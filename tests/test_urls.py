@@ -2,6 +2,7 @@
 from disk, retries after a dropped connection, 404 and stalled shards skipped and counted, exact resume."""
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -94,3 +95,25 @@ def test_unreachable_manifest_is_one_error(server):
         TrainStream(StreamConfig(server.url, patch_size=16, batch_size=4, num_workers=0))
     with pytest.raises(FileNotFoundError, match="cannot read the manifest"):
         load_manifest("http://127.0.0.1:9/nothing", timeout=0.5)
+
+
+def test_hand_written_manifest_with_patterns_and_a_stream_elsewhere(shards, server, tmp_path):
+    """A manifest that lists syn by a brace pattern (relative) and real by an absolute URL pattern on the server:
+    the same batches as the writer's manifest (counts unknown is fine)."""
+    import json
+
+    man = load_manifest(shards)
+    syn = [s["file"] for s in man["streams"]["syn"]["shards"]]
+    real = [s["file"] for s in man["streams"]["real"]["shards"]]
+    hand = json.loads(json.dumps(man))
+    hand["streams"]["syn"] = {"pattern": f"syn-{{000000..{len(syn) - 1:06d}}}.tar"}
+    hand["streams"]["real"] = {"pattern": f"{server.url}/real-{{000000..{len(real) - 1:06d}}}.tar"}
+    d = tmp_path / "hand"
+    d.mkdir()
+    (d / "manifest.json").write_text(json.dumps(hand))
+    for f in syn:
+        os.symlink(os.path.join(shards, f), d / f)
+    got = load_manifest(str(d))
+    assert [s["file"] for s in got["streams"]["syn"]["shards"]] == syn
+    assert got["streams"]["real"]["shards"][0]["count"] is None
+    assert _same(_take(TrainStream(_cfg(str(d))), 5), _take(TrainStream(_cfg(shards)), 5))
