@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import functools
-import http.server
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
-import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +35,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # a checkout tool: launch.harness + the packages
 from data_shards import write  # noqa: E402
 from data_shards.stream import StreamConfig, TrainStream  # noqa: E402
-from launch.harness import CsvLog, git_sha  # noqa: E402
+from launch.harness import CsvLog, free_port, git_sha  # noqa: E402
 
 CSV = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "benchmarks", "data_loader.csv")
 FIELDS = ["timestamp", "host", "git_sha", "layout", "tile", "patch", "batch", "perfile_sps", "shard_sps",
@@ -131,16 +130,20 @@ def shard_rate(shard_dir, patch, batch, n) -> float:
                  batch, n)
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-def serve(directory: str) -> http.server.ThreadingHTTPServer:
-    """The shard folder over HTTP on 127.0.0.1 (a daemon thread): what a shard stream from a URL reads."""
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=directory))
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
+def serve(directory: str) -> tuple[subprocess.Popen, str]:
+    """The shard folder over HTTP on 127.0.0.1 by `python -m http.server` in its own process (a server in the reader's
+    process would compete with it for the GIL, which a real server does not): (process, base URL)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory",
+                             directory], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):  # until it answers
+        try:
+            urllib.request.urlopen(url + "/manifest.json", timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc, url
 
 
 def step_rate(patch: int, batch: int, n: int) -> tuple[float | None, str]:
@@ -200,15 +203,15 @@ def main(argv: list[str] | None = None) -> int:
             if write.main(["--task", "denoise" if awgn else "deblur", *flags, "--out", out, "-q"]) != 0:
                 return 1
             pfs, shs, hts = [], [], []
-            srv = serve(out)
-            url = f"http://127.0.0.1:{srv.server_address[1]}"
+            srv, url = serve(out)
             try:
                 for _ in range(args.rounds):  # interleaved rounds, medians: the box is shared and its load drifts
                     pfs.append(perfile_rate(paths, args.patch, args.batch, args.batches, awgn))
                     shs.append(shard_rate(out, args.patch, args.batch, args.batches))
                     hts.append(shard_rate(url, args.patch, args.batch, args.batches))
             finally:
-                srv.shutdown()
+                srv.terminate()
+                srv.wait()
             pf, sh, ht = float(np.median(pfs)), float(np.median(shs)), float(np.median(hts))
             rows.append({"layout": layout, "perfile_sps": pf, "shard_sps": sh, "shard_over_perfile": sh / pf,
                          "step_sps": step, "loader_over_step": sh / step if step else None, "http_sps": ht,
@@ -227,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         ls = "n/a" if r["loader_over_step"] is None else f"{r['loader_over_step']:.1f}x"
         print(f"{r['layout']:<8} {r['perfile_sps']:>10.1f} {r['shard_sps']:>10.1f} {r['shard_over_perfile']:>15.2f}x "
               f"{st:>10} {ls:>12} {r['http_sps']:>10.1f} {r['http_over_disk']:>9.2f}x")
-    print(f"(samples/s; HTTP = the same shards served from 127.0.0.1 by Python's http.server; {note})")
+    print(f"(samples/s; HTTP = the same shards served from 127.0.0.1 by `python -m http.server` in another "
+          f"process; {note})")
     if args.csv:
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         log = CsvLog(args.csv, FIELDS, allow_alt=True)  # the CSV before the HTTP columns: rows go to *_v2.csv
