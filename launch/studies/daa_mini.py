@@ -328,6 +328,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--plan", default=None, help="a YAML list of studies (see launch/studies/plans/daa_mini.yaml); "
                    "replaces --tasks/--variants/--seeds/--split")
+    p.add_argument("--studies", default=None, help="with --plan: run only these studies (comma list of names), e.g. "
+                   "the validation studies first and the test studies once the choices are made")
     p.add_argument("--tasks", default=None, help="comma list of " + ", ".join(TASKS) + " (default: all available)")
     p.add_argument("--variants", default=None, help="comma list (default: each task's plan); any of "
                    + ", ".join(ALL_VARIANTS))
@@ -361,6 +363,12 @@ def main(argv=None) -> int:
         a.extra = ["run.total_images=64", "objective.alpha_ramp_images=64", "run.ckpt_every_images=32",
                    "run.log_every_images=16", "run.eval_every_images=64", "data.patch_size=32", *a.extra]
     studies = load_plan(resolve(a.plan)) if a.plan else cli_studies(a, polyu)
+    if a.studies:
+        want = a.studies.split(",")
+        unknown = [w for w in want if w not in {st.name for st in studies}]
+        if unknown:
+            raise SystemExit(f"error: --studies: {', '.join(unknown)} not in the plan")
+        studies = [st for st in studies if st.name in want]
     tasks = list(dict.fromkeys(st.task for st in studies))
     if "polyu" in tasks and polyu is None:
         raise SystemExit(f"error: task polyu needs the PolyU pairs: --polyu {a.polyu} is not a folder")
