@@ -27,6 +27,8 @@ from .registry import make_config
 
 _ATTENTION_CHOICES = ("auto", "sdpa", "xformers")
 _INIT_CHOICES = ("kaiming", "guided")
+_NORM_CHOICES = ("fp32", "native")
+_SILU_CHOICES = ("fused", "official")
 
 
 @dataclass
@@ -56,6 +58,13 @@ class DiffusionUNetConfig:
     """Space-to-depth factor f around the U-Net (not in the official model, which is f=1): the network runs on
     (in_channel·f², H/f, W/f) and its output is depth-to-space'd back, so every convolution costs ~1/f² as much.
     DAA-mini uses f=4 to make the joint step affordable on a CPU (preset 'mini')."""
+    norm: str = "fp32"
+    """GroupNorm under bf16/fp16: 'fp32' = guided-diffusion's GroupNorm32 (input and affine cast to fp32 and the
+    output back: two extra passes over the activations); 'native' = F.group_norm in the input dtype, whose kernels
+    accumulate the statistics in fp32 anyway (issue #13). Identical in fp32."""
+    silu: str = "fused"
+    """'fused' = nn.SiLU (one kernel); 'official' = x·sigmoid(x) as guided-diffusion's nn.py writes it (two kernels
+    and an extra activation kept for backward; the faithful official step of launch/bench/step.py)."""
 
     def __post_init__(self):
         self.channel_mults = tuple(self.channel_mults)
@@ -67,6 +76,10 @@ class DiffusionUNetConfig:
         if self.inner_channel % 32 or any(self.inner_channel * m % 32 for m in self.channel_mults):
             raise ValueError(f"GroupNorm(32) needs every level's channels divisible by 32 (inner_channel="
                              f"{self.inner_channel}, channel_mults={self.channel_mults})")
+        if self.norm not in _NORM_CHOICES:
+            raise ValueError(f"norm must be one of {', '.join(_NORM_CHOICES)}, got {self.norm!r}")
+        if self.silu not in _SILU_CHOICES:
+            raise ValueError(f"silu must be one of {', '.join(_SILU_CHOICES)}, got {self.silu!r}")
         if self.pixel_unshuffle < 1:
             raise ValueError(f"pixel_unshuffle must be >= 1, got {self.pixel_unshuffle}")
         if not 0.0 <= self.dropout < 1.0:
@@ -102,24 +115,46 @@ class GroupNorm32(nn.GroupNorm):
         return F.group_norm(x.to(dt), self.num_groups, w, b, self.eps).to(x.dtype)
 
 
-def _norm(ch: int) -> nn.GroupNorm:
-    return GroupNorm32(32, ch)
+class NativeGroupNorm(nn.GroupNorm):
+    """GroupNorm in the input dtype (statistics accumulated in fp32 by the kernels); the affine parameters follow
+    the input dtype."""
+
+    def forward(self, x):
+        w = None if self.weight is None else self.weight.to(x.dtype)
+        b = None if self.bias is None else self.bias.to(x.dtype)
+        return F.group_norm(x, self.num_groups, w, b, self.eps)
+
+
+class OfficialSiLU(nn.Module):
+    """x·sigmoid(x), as guided-diffusion's nn.SiLU replacement (kept for a faithful official step)."""
+
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+def _norm(ch: int, kind: str = "fp32") -> nn.GroupNorm:
+    return GroupNorm32(32, ch) if kind == "fp32" else NativeGroupNorm(32, ch)
+
+
+def _act(kind: str = "fused") -> nn.Module:
+    return nn.SiLU() if kind == "fused" else OfficialSiLU()
 
 
 class ResBlock(nn.Module):
-    def __init__(self, ch, emb_ch, dropout, out_ch=None, scale_shift=True, up=False, down=False):
+    def __init__(self, ch, emb_ch, dropout, out_ch=None, scale_shift=True, up=False, down=False, norm="fp32",
+                 act="fused"):
         super().__init__()
         out_ch = out_ch or ch
         self.scale_shift = scale_shift
-        self.in_layers = nn.Sequential(_norm(ch), nn.SiLU(), nn.Conv2d(ch, out_ch, 3, padding=1))
+        self.in_layers = nn.Sequential(_norm(ch, norm), _act(act), nn.Conv2d(ch, out_ch, 3, padding=1))
         self.updown = up or down
         if up:
             self.h_upd = self.x_upd = nn.Upsample(scale_factor=2, mode="nearest")
         elif down:
             self.h_upd = self.x_upd = nn.AvgPool2d(2)
-        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_ch, 2 * out_ch if scale_shift else out_ch))
+        self.emb_layers = nn.Sequential(_act(act), nn.Linear(emb_ch, 2 * out_ch if scale_shift else out_ch))
         self.out_layers = nn.Sequential(
-            _norm(out_ch), nn.SiLU(), nn.Dropout(p=dropout), nn.Conv2d(out_ch, out_ch, 3, padding=1)
+            _norm(out_ch, norm), _act(act), nn.Dropout(p=dropout), nn.Conv2d(out_ch, out_ch, 3, padding=1)
         )
         self.skip_connection = nn.Identity() if out_ch == ch else nn.Conv2d(ch, out_ch, 1)
 
@@ -143,7 +178,7 @@ class ResBlock(nn.Module):
 class AttentionBlock(nn.Module):
     """Self-attention over pixels with guided-diffusion's legacy QKV layout (per head: [q, k, v] channels)."""
 
-    def __init__(self, ch, num_heads=1, num_head_channels=-1, attention="auto"):
+    def __init__(self, ch, num_heads=1, num_head_channels=-1, attention="auto", norm="fp32"):
         super().__init__()
         if num_head_channels != -1:
             if ch % num_head_channels:
@@ -151,7 +186,7 @@ class AttentionBlock(nn.Module):
             num_heads = ch // num_head_channels
         self.num_heads = num_heads
         self.attention = attention
-        self.norm = _norm(ch)
+        self.norm = _norm(ch, norm)
         self.qkv = nn.Conv1d(ch, ch * 3, 1)
         self.proj_out = nn.Conv1d(ch, ch, 1)
 
@@ -195,11 +230,12 @@ class DiffusionUNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         c, emb_ch = cfg.inner_channel, cfg.inner_channel * 4
-        rb = lambda cin, cout, **kw: ResBlock(cin, emb_ch, cfg.dropout, cout, cfg.use_scale_shift_norm, **kw)  # noqa
-        attn = lambda ch: AttentionBlock(ch, cfg.num_heads, cfg.num_head_channels, cfg.attention)  # noqa
+        rb = lambda cin, cout, **kw: ResBlock(cin, emb_ch, cfg.dropout, cout, cfg.use_scale_shift_norm,  # noqa
+                                              norm=cfg.norm, act=cfg.silu, **kw)
+        attn = lambda ch: AttentionBlock(ch, cfg.num_heads, cfg.num_head_channels, cfg.attention, cfg.norm)  # noqa
         if not cfg.resblock_updown:
             raise ValueError("only resblock_updown=True (the official setting) is implemented")
-        self.cond_embed = nn.Sequential(nn.Linear(c, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch))
+        self.cond_embed = nn.Sequential(nn.Linear(c, emb_ch), _act(cfg.silu), nn.Linear(emb_ch, emb_ch))
         ch = int(cfg.channel_mults[0] * c)
         f2 = cfg.pixel_unshuffle ** 2
         self.input_blocks = nn.ModuleList([EmbedSequential(nn.Conv2d(cfg.in_channel * f2, ch, 3, padding=1))])
@@ -228,7 +264,8 @@ class DiffusionUNet(nn.Module):
                     layers.append(rb(ch, ch, up=True))
                     ds //= 2
                 self.output_blocks.append(EmbedSequential(*layers))
-        self.out = nn.Sequential(_norm(ch), nn.SiLU(), nn.Conv2d(ch, cfg.out_channel * f2, 3, padding=1))
+        self.out = nn.Sequential(_norm(ch, cfg.norm), _act(cfg.silu), nn.Conv2d(ch, cfg.out_channel * f2, 3,
+                                                                                 padding=1))
         self.size_multiple = 2 ** (len(cfg.channel_mults) - 1) * cfg.pixel_unshuffle
         self.reset_parameters()
 
