@@ -10,7 +10,9 @@ import torch.nn.functional as F
 
 
 def official_step_loss(restorer, denoiser, batch: dict, draws, alpha: float, mode: str = "daa",
-                       margin: float = 0.1, eps: float = 1e-3) -> torch.Tensor:
+                       margin: float = 0.1, eps: float = 1e-3, terms: dict | None = None) -> torch.Tensor:
+    """The official step's loss (see the module docstring); `terms`, when a dict, receives the logged loss terms
+    (l_pix, mse_pos, triplet) as tensors, as the official training loop logs them."""
     x_s, y_s = batch["x_s"], batch["y_s"]
     r_s = restorer(x_s)
     out_s = x_s + r_s
@@ -36,4 +38,6 @@ def official_step_loss(restorer, denoiser, batch: dict, draws, alpha: float, mod
     d1[m2], d2[m2] = n_r[m2], n_s[m2]
     eps_neg = denoiser(torch.cat([noisy, d1, d2], 1), draws.gammas)
     trip = F.relu(F.mse_loss(draws.noise, eps_pos) - F.mse_loss(draws.noise, eps_neg) + margin)
+    if terms is not None:
+        terms.update(l_pix=l_pix, mse_pos=mse_pos, triplet=trip)
     return l_pix + alpha * (mse_pos + trip) / 2

@@ -1,6 +1,6 @@
 """Smoke test of launch/bench/step.py: the joint-step benchmark at its --quick CPU size prints a table and appends
-CSV rows with positive images/s for both the batched objective and the official op sequence. (The ZeRO memory
-benchmark, launch/bench/zero_memory.py, starts 2 DeepSpeed ranks and takes ~40 s; it is not run here.)"""
+CSV rows with positive images/s for the faithful official step, the bare objective step and the Trainer's step.
+(The ZeRO memory benchmark, launch/bench/zero_memory.py, starts 2 DeepSpeed ranks and takes ~40 s; not run here.)"""
 import csv
 import os
 import re
@@ -23,11 +23,11 @@ def test_bench_step_quick_writes_table_and_csv(tmp_path):
 
     table = {}
     for line in proc.stdout.splitlines():  # "default  official fp32  2  32x32  2  ms ... img/s  1.00x  ok"
-        m = re.match(r"^default\s+((?:official|ours) fp32(?: \+cl)?)\s+2\s+32x32\s+\d+\s+[\d.]+\s+\[.*\]\s+([\d.]+)\s",
+        m = re.match(r"^default\s+((?:official|ours|trainer) fp32)\s+2\s+32x32\s+\d+\s+[\d.]+\s+\[.*\]\s+([\d.]+)\s",
                      line)
         if m:
             table[m.group(1)] = float(m.group(2))
-    assert {"official fp32", "ours fp32", "ours fp32 +cl"} <= set(table), proc.stdout
+    assert {"official fp32", "ours fp32", "trainer fp32"} <= set(table), proc.stdout
     assert all(v > 0 for v in table.values()), table
     assert re.search(r"target >= 1\.3x: (MET|NOT MET)", proc.stdout), proc.stdout
 
@@ -38,4 +38,5 @@ def test_bench_step_quick_writes_table_and_csv(tmp_path):
         assert r["part"] == "step" and r["status"] == "ok" and r["device"].startswith("cpu")
         assert r["timestamp"] and r["git_sha"] and r["torch"] and r["deepspeed"]
         assert float(r["img_s"]) > 0 and int(r["steps"]) > 0 and int(r["B"]) == 2
-    assert {r["impl"] for r in rows} == {"official", "ours"}
+    assert {r["impl"] for r in rows} == {"official", "ours", "trainer"}
+    assert "the bare objective step" in proc.stdout  # what the trainer's own work costs

@@ -32,6 +32,7 @@ import datetime as _dt
 import gc
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -111,7 +112,7 @@ def _parse_ints(s: str) -> list[int]:
 # ---------------------------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    impl: str  # "ours" | "official"
+    impl: str  # "ours" (the objective alone) | "trainer" (what users run) | "official" (the faithful official step)
     dtype: str  # "fp32" | "bf16"
     channels_last: bool = False
     compiled: bool = False  # torch.compile of both networks (the condition op stays the fused Triton kernel)
@@ -132,26 +133,41 @@ def parse_variants(spec: str) -> list[Variant]:
     for item in spec.split(","):
         parts = item.strip().split("-")
         flags = set(parts[2:])
-        if len(parts) < 2 or parts[0] not in ("ours", "official") or parts[1] not in ("fp32", "bf16") \
+        if len(parts) < 2 or parts[0] not in ("ours", "official", "trainer") or parts[1] not in ("fp32", "bf16") \
                 or not flags <= {"cl", "compile"} or len(flags) != len(parts) - 2:
-            raise SystemExit(f"bad variant {item!r}: use impl-dtype[-cl][-compile], impl in ours/official, "
+            raise SystemExit(f"bad variant {item!r}: use impl-dtype[-cl][-compile], impl in ours/trainer/official, "
                              f"dtype fp32/bf16")
+        if parts[0] == "trainer" and flags:
+            raise SystemExit("trainer variants take no -cl/-compile flags: the trainer's config decides")
         if parts[0] == "official" and (parts[1] != "fp32" or flags):
             raise SystemExit("the official step is benchmarked as the official code runs it: official-fp32 only")
         out.append(Variant(parts[0], parts[1], "cl" in flags, "compile" in flags))
     return out
 
 
+OFFICIAL_EMA_DECAY = 0.9999
+"""The official EMA: a full copy of the Network (restorer + diffusion U-Net) updated after every step."""
+
+
 class StepRunner:
-    """One variant: its own copy of the networks, its own Adam, the batch and draws in its dtype/layout."""
+    """One variant: its own copy of the networks, its own Adam, the batch and draws in its dtype/layout.
+
+    `official` is the official training step as the official code runs it: two restorer calls, clone/mask swaps, two
+    diffusion calls on a U-Net with guided-diffusion's x·sigmoid(x) SiLU, fp32, one Adam over both networks, then the
+    per-step EMA over all parameters of both networks and the four `.item()` reads of the logged loss terms (host
+    syncs); on CUDA it is timed in the cudnn.benchmark phase (its configs use seed −1, which turns benchmark on)."""
 
     def __init__(self, variant: Variant, restorer, denoiser, batch, draws, device):
+        from daa.models import build_diffusion_unet
         from daa.objective import DAAObjective, ObjectiveConfig, StepDraws
 
         self.variant = v = variant
         dt = v.torch_dtype
         fmt = torch.channels_last if v.channels_last else torch.contiguous_format
         r, d = copy.deepcopy(restorer), copy.deepcopy(denoiser)
+        if v.impl == "official":  # the same weights in a U-Net with the official SiLU
+            d = build_diffusion_unet("default", **{**dataclasses.asdict(denoiser.cfg), "silu": "official"})
+            d.load_state_dict(denoiser.state_dict())
         self.obj = DAAObjective(r, d, ObjectiveConfig(mode="daa")).to(device=device, dtype=dt, memory_format=fmt)
         self.obj.train()
         if v.compiled:  # compiled lazily at the first (warm-up) step; parameters stay the same tensors
@@ -165,6 +181,7 @@ class StepRunner:
         else:
             self.draws = StepDraws(gammas, draws.swap_pos.to(device), draws.swap_neg.to(device), noise, draws.t)
         self.params = [p for p in self.obj.parameters() if p.requires_grad]
+        self.ema = [p.detach().clone() for p in self.params] if v.impl == "official" else None
         if dt == torch.float32:
             self.masters = None
             self.opt = torch.optim.Adam(self.params, lr=1e-4)
@@ -180,16 +197,52 @@ class StepRunner:
         if self.variant.impl == "ours":
             loss = self.obj(self.batch, ALPHA, self.draws)["loss"]
         else:
-            loss = official_step_loss(self.obj.restorer, self.obj.denoiser, self.batch, self.draws, ALPHA)
+            terms: dict = {}
+            loss = official_step_loss(self.obj.restorer, self.obj.denoiser, self.batch, self.draws, ALPHA,
+                                      terms=terms)
         loss.backward()
         if self.masters is None:
             self.opt.step()
-            return
-        for m, p in zip(self.masters, self.params):
-            m.grad = p.grad.float()
-        self.opt.step()
-        with torch.no_grad():
-            torch._foreach_copy_(self.params, self.masters)
+        else:
+            for m, p in zip(self.masters, self.params):
+                m.grad = p.grad.float()
+            self.opt.step()
+            with torch.no_grad():
+                torch._foreach_copy_(self.params, self.masters)
+        if self.ema is not None:  # the official per-parameter EMA loop and logged scalars
+            with torch.no_grad():
+                for e, p in zip(self.ema, self.params):
+                    e.mul_(OFFICIAL_EMA_DECAY).add_(p, alpha=1 - OFFICIAL_EMA_DECAY)
+            _ = [loss.item(), terms["l_pix"].item(), terms["mse_pos"].item(), terms["triplet"].item()]
+
+
+class TrainerRunner:
+    """The `Trainer` as users run it: its DeepSpeed engine (ZeRO-2, run.precision from the variant), its EMA, every
+    host sync of `Trainer.train_step`, batches coming from the CPU each step (an in-memory stream, so that the data
+    pipeline is not what is timed). Builds its own networks of the same sizes."""
+
+    def __init__(self, variant: Variant, args, batch_cpu: dict, batch_size: int, tmp: str, device):
+        from daa.config import load_config
+        from daa.training.trainer import Trainer
+
+        sets = [f"model.restorer={args.restorer}", f"model.restorer_preset={args.restorer_preset}",
+                f"model.restorer_args={json.dumps(args.restorer_args_dict)}",
+                f"model.diffusion_preset={args.diffusion_preset}", "data.shards=synthetic", "data.val=",
+                f"data.patch_size={args.size}", f"run.micro_batch={batch_size}", f"run.global_batch={batch_size}",
+                "run.zero_stage=2", f"run.precision={variant.dtype}", f"run.run_dir={tmp}", "run.tensorboard=false",
+                "run.total_images=1000000000", "run.log_every_images=1000000000", "optim.lr=1e-4",
+                *args.trainer_sets]
+        cfg = load_config("denoise", sets)
+        self.trainer = Trainer(cfg, stream=iter(()), valset=None)
+        self.batches = _repeat(batch_cpu)
+
+    def step(self) -> None:
+        self.trainer.train_step(self.batches)
+
+
+def _repeat(batch: dict):
+    while True:
+        yield batch
 
 
 def _sync(device: torch.device) -> None:
@@ -240,9 +293,11 @@ def bench_group(args, device, variants, batch_size, phase, deadline, log) -> lis
         runners.pop(v, None)
         _free(device)
 
+    tmp = tempfile.mkdtemp(prefix="daa-bench-step-")
     for v in variants:  # build and warm up each variant (Adam state, cuDNN algorithm choice, Triton compile)
         try:
-            runners[v] = StepRunner(v, restorer, denoiser, batch, draws, device)
+            runners[v] = (TrainerRunner(v, args, batch, batch_size, f"{tmp}/{v.dtype}", device) if v.impl == "trainer"
+                          else StepRunner(v, restorer, denoiser, batch, draws, device))
             for _ in range(args.warmup):
                 runners[v].step()
             _sync(device)
@@ -269,6 +324,7 @@ def bench_group(args, device, variants, batch_size, phase, deadline, log) -> lis
                 fail(v, e)
     runners.clear()
     _free(device)
+    shutil.rmtree(tmp, ignore_errors=True)
 
     off = next((v for v in variants if v.impl == "official"), None)
     off_ips = None
@@ -347,37 +403,31 @@ def step_table(rows: list[dict], emit) -> None:
 
 
 def step_verdict(rows: list[dict], device: torch.device, emit) -> None:
-    """Per batch size: best 'ours' vs the official step as the official code runs; plain MET / NOT MET."""
+    """Per batch size: the trainer (what users run) against the faithful official step — on CUDA the official in the
+    cudnn.benchmark phase (its configs turn benchmark on); plain MET / NOT MET for the issue's target (CUDA: the bf16
+    trainer ≥ 2.5×). Also the trainer against the bare objective step ("ours"): what the trainer's own work costs."""
     target = GPU_TARGET if device.type == "cuda" else CPU_TARGET
     ok = [r for r in rows if r.get("img_s")]
     for b in sorted({r["B"] for r in rows}, reverse=True):
         at_b = [r for r in ok if r["B"] == b]
         off = {r["phase"]: r for r in at_b if r["impl"] == "official"}
-        ours = [r for r in at_b if r["impl"] == "ours"]
-        if "default" not in off or not ours:
-            emit(f"# B={b}: no complete official/ours pair was measured -> target {target}x NOT CHECKED")
+        base = off.get("cudnn.benchmark") or off.get("default")
+        trainers = [r for r in at_b if r["impl"] == "trainer"]
+        if base is None or not trainers:
+            emit(f"# B={b}: no complete official/trainer pair was measured -> target {target}x NOT CHECKED")
             continue
-        base = off["default"]
-        best = max(ours, key=lambda r: r["img_s"])
+        pick = [r for r in trainers if r["dtype"] == "bf16"] if device.type == "cuda" else trainers
+        best = max(pick or trainers, key=lambda r: r["img_s"])
         x = best["img_s"] / base["img_s"]
-        emit(f"# B={b}: ours best = {best['variant']} [{best['phase']}] {best['img_s']:.2f} img/s vs official fp32 "
-             f"[default] {base['img_s']:.2f} img/s -> {x:.2f}x; target >= {target}x: "
+        emit(f"# B={b}: trainer {best['variant']} [{best['phase']}] {best['img_s']:.2f} img/s vs official fp32 "
+             f"[{base['phase']}] {base['img_s']:.2f} img/s -> {x:.2f}x; target >= {target}x: "
              f"{'MET' if x >= target else 'NOT MET'}")
-        for phase, o in off.items():
-            same = [r for r in ours if r["phase"] == phase]
-            f32 = [r for r in same if r["dtype"] == "fp32"]
-            b16 = [r for r in same if r["dtype"] == "bf16"]
-            parts = []
-            if f32:
-                bf = max(f32, key=lambda r: r["img_s"])
-                parts.append(f"batching alone (fp32, {bf['variant']}) {bf['img_s'] / o['img_s']:.2f}x")
-                if b16:
-                    bb = max(b16, key=lambda r: r["img_s"])
-                    parts.append(f"bf16 vs fp32 ours ({bb['variant']}) {bb['img_s'] / bf['img_s']:.2f}x")
-            if same:
-                bs = max(same, key=lambda r: r["img_s"])
-                parts.append(f"best ours vs official, same phase {bs['img_s'] / o['img_s']:.2f}x")
-            emit(f"#   [{phase}] " + "; ".join(parts))
+        for t in trainers:
+            bare = [r for r in at_b if r["impl"] == "ours" and r["dtype"] == t["dtype"] and r["phase"] == t["phase"]
+                    and r["memory_format"] == "contiguous"]
+            if bare:
+                emit(f"#   [{t['phase']}] {t['variant']}: {t['img_s'] / bare[0]['img_s']:.2f}x the bare objective step "
+                     f"({bare[0]['variant']}): the trainer's own work (engine, EMA, syncs, copies)")
 
 
 def parse_args(argv=None):
@@ -392,9 +442,12 @@ def parse_args(argv=None):
     ap.add_argument("--restorer-preset", default="default")
     ap.add_argument("--restorer-args", default=None, help='JSON overrides, CPU default {"depth": 3, "wf": 16}')
     ap.add_argument("--diffusion-preset", default=None, help="default (paper, CUDA) or tiny (CPU)")
+    ap.add_argument("--trainer-set", dest="trainer_sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for the trainer variants (a lever, e.g. run.precision=bf16)")
     ap.add_argument("--variants", default=None,
-                    help="CPU default official-fp32,ours-fp32,ours-fp32-cl; "
-                         "CUDA default official-fp32,ours-fp32,ours-bf16,ours-bf16-cl")
+                    help="impl-dtype[-cl][-compile], impl ours/trainer/official; CPU default "
+                         "official-fp32,ours-fp32,trainer-fp32; CUDA default official-fp32,ours-fp32,ours-bf16,"
+                         "trainer-fp32,trainer-bf16")
     ap.add_argument("--phases", default=None, help="default[,cudnn.benchmark] (CUDA default: both)")
     ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None, help="timed steps per variant")
@@ -429,17 +482,18 @@ def resolve_defaults(args) -> torch.device:
     if args.quick:
         name, rargs = QUICK_RESTORER
         d = dict(batch="2", size=32, diffusion="tiny", warmup=1, steps=2,
-                 variants="official-fp32,ours-fp32,ours-fp32-cl", phases="default", budget=60.0)
+                 variants="official-fp32,ours-fp32,trainer-fp32", phases="default", budget=60.0)
     elif cuda:
         name, rargs = "unet", {}
         d = dict(batch="8" if args.gpu_quick else "24,8", size=128, diffusion="default",
                  warmup=2 if args.gpu_quick else 3, steps=5 if args.gpu_quick else 10,
-                 variants="official-fp32,ours-fp32,ours-bf16,ours-bf16-cl", phases="default,cudnn.benchmark",
+                 variants="official-fp32,ours-fp32,ours-bf16,trainer-fp32,trainer-bf16",
+                 phases="default,cudnn.benchmark",
                  budget=60.0 if args.gpu_quick else 120.0, max_wall=110.0 if args.gpu_quick else 165.0)
     else:
         name, rargs = DEMO_RESTORER
         d = dict(batch="8,4", size=64, diffusion="tiny", warmup=1, steps=6,
-                 variants="official-fp32,ours-fp32,ours-fp32-cl", phases="default", budget=240.0)
+                 variants="official-fp32,ours-fp32,trainer-fp32", phases="default", budget=240.0)
     args.restorer = args.restorer or name
     args.restorer_args_dict = json.loads(args.restorer_args) if args.restorer_args else (
         rargs if args.restorer == name else {})
