@@ -143,3 +143,43 @@ def test_resume_with_another_run_kernels(tmp_path, monkeypatch):
     assert cfg.to_dict() == before and cfg.objective.kernels is None
     t, _ = _train(_cfg(tmp_path, *args, "run.total_images=16", "run.kernels=auto"))
     assert t.images_seen == 16
+
+
+@pytest.mark.parametrize("restorer, per_step", [("unet", 1), ("dncnn", 2)])
+def test_host_syncs_per_optimizer_step(tmp_path, monkeypatch, restorer, per_step):
+    """The CPU stand-in for CUDA sync debug mode (issue #13): count the tensor → host reads (item, bool, float,
+    int, tolist) that the trainer's own code makes inside train_step. One per step: the all-reduced pair of
+    non-finite flags; the loss terms are read only at log time. A BatchNorm restorer adds the input check that must
+    come before its forward. (DeepSpeed's own grad-norm check and torch Adam's CPU step counter are not ours.)"""
+    import os
+    import traceback
+
+    monkeypatch.setenv("DAA_NO_TQDM", "1")
+    extra = ["model.restorer=dncnn", "model.restorer_args={num_of_layers: 4, features: 8}"] \
+        if restorer == "dncnn" else []
+    t = Trainer(_cfg(tmp_path, "objective.mode=daa", "run.global_batch=4", "run.micro_batch=4", *extra),
+                stream=SyntheticStream(4, 16), valset=None)
+    it = iter(t.stream)
+    t.train_step(it)  # warm-up (optimizer state)
+    ours = os.path.dirname(os.path.dirname(os.path.abspath(__import__("daa").__file__)))
+    calls = []
+
+    def counting(name):
+        orig = getattr(torch.Tensor, name)
+
+        def f(self, *a, **k):
+            frame = traceback.extract_stack(limit=3)[-2]
+            if os.path.abspath(frame.filename).startswith(os.path.join(ours, "daa")):
+                calls.append(f"{os.path.basename(frame.filename)}:{frame.lineno} {name}")
+            return orig(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, f)
+
+    for name in ("item", "__bool__", "__float__", "__int__", "tolist"):
+        counting(name)
+    steps = 3
+    for _ in range(steps):
+        terms = t.train_step(it)
+    monkeypatch.undo()
+    assert len(calls) == per_step * steps, calls
+    assert all(torch.is_tensor(v) for v in terms.values())  # not read yet
+    t.close()

@@ -74,6 +74,13 @@ def all_reduce_mean(values: dict[str, float], device: torch.device) -> dict[str,
     return dict(zip(keys, t.tolist()))
 
 
+def all_reduce_max(t: torch.Tensor) -> list[float]:
+    """Element-wise max of a small device tensor over ranks, read back (one host sync)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
+
+
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True if `flag` is true on any rank (so every rank takes the same branch)."""
     t = torch.tensor([1.0 if flag else 0.0], device=device)

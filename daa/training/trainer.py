@@ -23,7 +23,7 @@ from ..export import save_restorer
 from ..models import build_diffusion_unet, build_restorer, count_parameters
 from ..objective import DAAObjective, alpha_ramp
 from .checkpoint import CheckpointDir, rng_state, set_rng_state, tag_for
-from .distributed import DistInfo, all_reduce_mean, any_rank, barrier, init_distributed
+from .distributed import DistInfo, all_reduce_max, all_reduce_mean, any_rank, barrier, init_distributed
 from .evaluation import evaluate, save_grid, to_range
 from .logger import RunLogger
 
@@ -85,6 +85,7 @@ class Trainer:
         self.ema = EMA(self.objective.restorer, cfg.run.ema_half_life_images).to(self.dist.device)
         self.engine = self._build_engine()
         self.restorer = self.engine.module.restorer
+        self._has_batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.restorer.modules())
         self.images_seen = 0
         self.micro_step = 0
         self.skipped_steps = 0
@@ -255,22 +256,22 @@ class Trainer:
         return {k: to_range(v, self.value_range).to(self.dist.device, self.dtype, non_blocking=True)
                 for k, v in batch.items() if isinstance(v, torch.Tensor)}
 
-    def train_step(self, batches) -> dict[str, float]:
-        """One optimizer step (grad_accum micro-steps). Returns the averaged loss terms of this rank."""
-        sums: dict[str, float] = {}
+    def train_step(self, batches) -> dict[str, torch.Tensor]:
+        """One optimizer step (grad_accum micro-steps). Returns the averaged loss terms of this rank as device
+        tensors: they are read (a host sync) only when they are logged.
+
+        Host syncs: one per micro-step — a single all-reduced pair of flags (non-finite input on any rank,
+        non-finite loss on any rank) read after the forward, which skips the micro-batch on all ranks (no backward,
+        no step). A restorer with BatchNorm adds one before the forward: a forward pass in train mode on a
+        non-finite batch would already write NaN into the running statistics (and from there into the EMA, which
+        copies buffers), so for it the input is checked first (issue #7)."""
+        sums: dict[str, torch.Tensor] = {}
         n_ok = 0
         for _ in range(self.accum):
             batch = self._to_device(next(batches))
-            # a non-finite input on any rank skips the micro-batch on all ranks *before* the forward: a forward pass
-            # in train mode would already write NaN into BatchNorm running statistics (and from there into the EMA,
-            # which copies buffers), even though the loss check below would skip the optimizer step (issue #7)
-            bad_input = not bool(torch.stack([torch.isfinite(v).all() for v in batch.values()]).all())  # one sync
-            if any_rank(bad_input, self.dist.device):
-                self.micro_step += 1
-                self.images_seen += self.cfg.run.micro_batch * self.dist.world_size
-                self.skipped_steps += 1
-                self.log.info(f"non-finite input batch at {self.images_seen:,} images: micro-step skipped "
-                              f"({self.skipped_steps} so far)")
+            bad_input = ~torch.stack([torch.isfinite(v).all() for v in batch.values()]).all()  # on the device
+            if self._has_batchnorm and all_reduce_max(bad_input.float().reshape(1))[0]:
+                self._skip_micro_step("non-finite input batch", images=True)
                 continue
             seed = step_seed(self.cfg.run.seed, self.dist.rank, self.micro_step)
             torch.manual_seed(seed)  # dropout and every draw of this micro-step
@@ -279,11 +280,10 @@ class Trainer:
             loss = out["loss"]
             self.micro_step += 1
             self.images_seen += self.cfg.run.micro_batch * self.dist.world_size
-            # a non-finite loss on any rank skips this micro-batch on all ranks (no backward, no step)
-            if any_rank(not bool(torch.isfinite(loss.detach()).all()), self.dist.device):
-                self.skipped_steps += 1
-                self.log.info(f"non-finite loss at {self.images_seen:,} images: micro-step skipped "
-                              f"({self.skipped_steps} so far)")
+            flags = torch.stack([bad_input, ~torch.isfinite(loss.detach()).all()]).float()
+            bad_in, bad_loss = all_reduce_max(flags)  # the one sync of this micro-step
+            if bad_in or bad_loss:  # on any rank: every rank skips it (no backward, no step)
+                self._skip_micro_step("non-finite input batch" if bad_in else "non-finite loss", images=False)
                 continue
             self.engine.backward(loss)
             boundary = self.engine.is_gradient_accumulation_boundary()
@@ -291,11 +291,19 @@ class Trainer:
             n_ok += 1
             for k, v in out.items():
                 if v.numel() == 1:
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                    t = v.detach().to(torch.float64).reshape(())
+                    sums[k] = sums[k] + t if k in sums else t
             if boundary:
                 with self._gathered(self.restorer):
                     self.ema.update(self.restorer, self.cfg.run.global_batch)
         return {k: v / max(n_ok, 1) for k, v in sums.items()}
+
+    def _skip_micro_step(self, why: str, images: bool) -> None:
+        if images:  # skipped before the forward: the micro-step still counts its images
+            self.micro_step += 1
+            self.images_seen += self.cfg.run.micro_batch * self.dist.world_size
+        self.skipped_steps += 1
+        self.log.info(f"{why} at {self.images_seen:,} images: micro-step skipped ({self.skipped_steps} so far)")
 
     # ---- the loop -------------------------------------------------------------------------------------------------
     def _on_sigterm(self, signum, frame) -> None:
