@@ -57,6 +57,8 @@ class DataConfig:
     """On-the-fly AWGN σ range in 8-bit units, used when the shards hold clean synthetic targets only."""
     value_range: str = "auto"
     """Range the networks see: '01', '11', or 'auto' = [0,1] for denoise, [-1,1] otherwise (official norm0/norm1)."""
+    pin_memory: bool | None = None
+    """Page-locked loader batches (None = on CUDA); the trainer copies them with non_blocking=True."""
     val_limit: int = 0
     """Evaluate on the first N validation crops only (0 = all)."""
 
@@ -106,6 +108,12 @@ class RunConfig:
     """Collective timeout: a dead rank makes the others fail within this time instead of hanging."""
     kernels: str = "auto"
     """Condition builder: auto (Triton on CUDA), triton, torch."""
+    channels_last: bool = False
+    """The batches (and so the activations) in channels_last memory format (daa.training.levers)."""
+    compile: str = "none"
+    """torch.compile: none | networks | blocks (regional: each ResBlock / attention block; daa.training.levers)."""
+    cudnn_benchmark: bool = False
+    """Let cuDNN pick the fastest convolution algorithm per shape (CUDA; ignored in deterministic mode)."""
     zero_bucket_elements: int = 50_000_000
     """ZeRO reduce/all-gather bucket size in elements. DeepSpeed's default (5e8) allocates GB-sized buffers,
     far more than the ~71 M parameters of the paper's two networks need."""
@@ -139,6 +147,8 @@ class TrainConfig:
         if self.model.restorer_init not in ("kaiming", "identity", "torch"):
             raise ConfigError("model.restorer_init must be kaiming, identity or torch, got "
                               f"{self.model.restorer_init!r}")
+        if r.compile not in ("none", "networks", "blocks"):
+            raise ConfigError(f"run.compile must be none, networks or blocks, got {r.compile!r}")
         if r.kernels not in ("auto", "triton", "torch"):
             raise ConfigError(f"run.kernels must be auto, triton or torch, got {r.kernels!r}")
         if self.optim.lr <= 0:
@@ -194,6 +204,7 @@ RESUMABLE_FIELDS = (
     "run.total_images", "run.log_every_images", "run.eval_every_images", "run.ckpt_every_images",
     "run.keep_checkpoints", "run.tensorboard", "run.sample_images", "run.run_dir", "run.dist_timeout_minutes",
     "data.num_workers", "data.val", "data.val_limit", "data.shards", "run.kernels", "run.zero_bucket_elements",
+    "run.channels_last", "run.compile", "run.cudnn_benchmark", "data.pin_memory",
 )
 """Changing these does not change the optimisation, so a run directory may be resumed with new values."""
 

@@ -25,6 +25,7 @@ from ..objective import DAAObjective, alpha_ramp
 from .checkpoint import CheckpointDir, rng_state, set_rng_state, tag_for
 from .distributed import DistInfo, all_reduce_max, all_reduce_mean, any_rank, barrier, init_distributed
 from .evaluation import evaluate, save_grid, to_range
+from .levers import apply_levers, to_layout
 from .logger import RunLogger
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -79,6 +80,9 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
         torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
         self.objective = build_objective(cfg)
+        apply_levers(self.objective, cfg.run.channels_last, cfg.run.compile)
+        if torch.cuda.is_available() and not cfg.run.deterministic:
+            torch.backends.cudnn.benchmark = cfg.run.cudnn_benchmark
         self.value_range = cfg.data.range()
         self.dtype = DTYPES[cfg.run.precision]
         # the EMA copy is taken before DeepSpeed wraps the model: under ZeRO-3 the params are partitioned after
@@ -157,7 +161,8 @@ class Trainer:
         scfg = StreamConfig(shards=d.shards, patch_size=d.patch_size, batch_size=self.cfg.run.micro_batch,
                             seed=self.cfg.run.seed, num_workers=d.num_workers, task=d.task,
                             awgn_sigma=tuple(d.awgn_sigma), with_ref=self.cfg.objective.mode == "daa_ref",
-                            with_real=self.cfg.objective.mode != "baseline")  # a baseline never reads x_r
+                            with_real=self.cfg.objective.mode != "baseline",  # a baseline never reads x_r
+                            pin_memory=torch.cuda.is_available() if d.pin_memory is None else d.pin_memory)
         try:
             return TrainStream(scfg, rank=self.dist.rank, world_size=self.dist.world_size)
         except FileNotFoundError as e:  # a remote manifest that is missing or unreachable: one line
@@ -253,7 +258,8 @@ class Trainer:
 
     # ---- one step -------------------------------------------------------------------------------------------------
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: to_range(v, self.value_range).to(self.dist.device, self.dtype, non_blocking=True)
+        return {k: to_layout(to_range(v, self.value_range).to(self.dist.device, self.dtype, non_blocking=True),
+                             self.cfg.run.channels_last)
                 for k, v in batch.items() if isinstance(v, torch.Tensor)}
 
     def train_step(self, batches) -> dict[str, torch.Tensor]:

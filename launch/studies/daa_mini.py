@@ -120,16 +120,19 @@ def run_overrides(task: str, arm: Arm, seed: int, paths: dict[str, Path], run_di
 
 def config_digest(sets: list[str]) -> str:
     """Identity of a run's resolved training config (daa/configs/daa_mini.yaml + overrides), without the paths
-    (run folder, shard folder: the training data's identity is its own digest), so that a checkout elsewhere finds
-    its cached results: a cached result counts only while its digest matches."""
+    (run folder, shard folder: the training data's identity is its own digest) and without the fields that do not
+    change the optimisation (daa.config.RESUMABLE_FIELDS: intervals, kernels, layout and compile levers), so that a
+    checkout elsewhere, or a newer one, finds its cached results. `run.total_images` stays: it is the budget."""
     import dataclasses
     import hashlib
 
-    from daa.config import load_config
+    from daa.config import RESUMABLE_FIELDS, load_config
 
     d = dataclasses.asdict(load_config("daa_mini", sets))
-    for sec, key in (("run", "run_dir"), ("data", "shards"), ("data", "val")):
-        d[sec].pop(key, None)
+    for key in RESUMABLE_FIELDS:
+        if key != "run.total_images":
+            sec, name = key.split(".")
+            d[sec].pop(name, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
