@@ -33,8 +33,8 @@ CATEGORIES = (
     ("convolution", r"conv|cudnn|implicit_gemm|xmma_fprop|xmma_dgrad|xmma_wgrad|winograd|dgrad|wgrad|fprop|"
                     r"mkldnn_convolution|convolution_backward"),
     ("matmul", r"gemm|matmul|addmm|\bmm\b|bmm|linear|cublas|ampere_|sm90_xmma_gemm"),
-    ("norm + elementwise", r"norm|moments|elementwise|vectorized|reduce|silu|sigmoid|mul|add|sub|div|dropout|where|cast|"
-                           r"fill|cat|index|upsample|avg_pool|pad|relu|sqrt|exp|neg|clamp|triton"),
+    ("norm + elementwise", r"norm|moments|elementwise|vectorized|reduce|silu|sigmoid|mul|add|sub|div|dropout|"
+                           r"where|cast|fill|cat|index|upsample|avg_pool|pad|relu|sqrt|exp|neg|clamp|triton"),
 )
 
 
