@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 from data_shards import write
-from data_shards.stream import StreamConfig, TrainStream, _ShardReader, load_manifest
+from data_shards.shard_reader import ShardReader
+from data_shards.stream import StreamConfig, TrainStream, load_manifest
 
 TENSORS = ("x_s", "y_s", "x_r")
 
@@ -80,7 +81,7 @@ def test_two_ranks_two_workers_read_disjoint_shards_covering_all(shards):
                 st = TrainStream(_cfg(shards, num_workers=2), rank, 2)
                 for w in (0, 1):
                     files.append(st.assignment(name, epoch, w))
-                    r = _ShardReader(shards, man["streams"][name], name, 0, rank * 2 + w, 4, 4, Counter())
+                    r = ShardReader(shards, man["streams"][name], name, 0, rank * 2 + w, 4, 4, Counter())
                     keys.append([s["__key__"] for s in r._epoch(epoch)])
             assert all(files) and all(keys)  # no empty reader
             flat = [f for fs in files for f in fs]
@@ -179,7 +180,7 @@ def test_fewer_shards_than_readers_is_sample_split(tmp_path):
     assert st.sample_split == {"syn": True, "real": True}
     keys = []
     for g in range(4):
-        r = _ShardReader(d, man["streams"]["syn"], "syn", 0, g, 4, 4, Counter())
+        r = ShardReader(d, man["streams"]["syn"], "syn", 0, g, 4, 4, Counter())
         keys.append([s["__key__"] for s in r._epoch(0)])
     assert all(keys) and sum(map(len, keys)) == 10 and len({k for ks in keys for k in ks}) == 10
     # every rank still yields full batches
