@@ -39,7 +39,6 @@ TARGET_PROFILES: dict[str, dict[str, dict]] = {
         # high-band power (0.41 vs 0.44) and chroma share (0.37 vs 0.41) are within 0.05 of the real SIDD crops; the
         # default profile (JPEG q 60-90) is blotchy low-frequency colour noise instead (0.70 / 0.21 / 0.46).
         "sidd": {"jpeg_enabled": False, "chroma_blur": 0.8, "sharpen": 1.2, "shot_range": (1.5e-3, 1.5e-2)},
-        "x_strong": {"jpeg_enabled": False, "chroma_blur": 0.8, "sharpen": 1.2, "shot_range": (4e-3, 4e-2)},
     },
     "deblur": {"default": {}},
     "derain": {"default": {}},
