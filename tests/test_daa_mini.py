@@ -174,6 +174,11 @@ def test_plan_scores_one_run_on_both_splits(tmp_path):
     assert "`noise/daa-a2`" in diag and diag.count("| t ") == 5 and "| all |" in diag
     r2 = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r2.returncode == 0 and "(0 to train)" in r2.stdout, r2.stdout[-2000:]
+    # --report-only lists a cached result under this plan's arm name, like a rerun (a folder may have been renamed)
+    res = tmp_path / "runs" / "noise" / "daa-a2" / "s0" / "result_val.json"
+    res.write_text(json.dumps({**json.loads(res.read_text()), "variant": "daa-renamed"}))
+    r3 = subprocess.run(cmd + ["--report-only"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r3.returncode == 0 and "| daa-a2 |" in r3.stdout, r3.stdout[-2000:]
 
 
 @pytest.mark.parametrize("text, words", [

@@ -406,8 +406,8 @@ def main(argv=None) -> int:
     else:
         for t, arm, s, sp, _ in jobs:
             p = result_path(out, t, arm.name, s, sp)
-            if p.is_file():
-                results[(t, arm, s, sp)] = json.loads(p.read_text())
+            if p.is_file():  # keyed by the arm's name in this plan, as one_run does (a folder may have been renamed)
+                results[(t, arm, s, sp)] = {**json.loads(p.read_text()), "variant": arm.name}
     summaries = []
     for st in studies:
         rs = [results[(st.task, arm, s, st.split)] for arm in st.arms for s in st.seeds
