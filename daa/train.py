@@ -99,6 +99,11 @@ def _known_failure(e: BaseException, cfg, in_fit: bool) -> str | None:
                     f"{first[:200]}); a rank did not start or died during start-up, or MASTER_ADDR/MASTER_PORT "
                     "differ between ranks: check the other ranks' output, then rerun the same command")
         return None
+    if isinstance(e, RuntimeError) and "DataLoader worker" in text and (
+            "exited unexpectedly" in text or "killed by signal" in text):
+        # seen when the launcher stops this rank (and its loader workers) because another rank failed first
+        return (f"rank {rank}: a DataLoader worker died ({first[:200]}); if another rank reported an error, that is "
+                "the cause; rerun the same command to resume from the last complete checkpoint")
     if isinstance(e, dist_error) or (isinstance(e, RuntimeError) and any(
             k in text for k in ("gloo", "Gloo", "NCCL", "Connection closed by peer", "Connection reset", "timed out"))):
         when = "" if in_fit else " during start-up"

@@ -59,3 +59,17 @@ def test_bf16_single_process_run(tmp_path):
     stats = [json.loads(x) for x in (tmp_path / "stats.jsonl").read_text().splitlines()]
     assert all(s["loss"] == s["loss"] for s in stats) and stats[-1]["images_seen"] == 32
     assert (tmp_path / "tensorboard").is_dir() and list((tmp_path / "tensorboard").iterdir())
+
+
+def test_a_dead_loader_worker_is_one_line():
+    """torchrun stops the other ranks (and their DataLoader workers) when one rank fails; the rank whose worker died
+    reports one line, not a traceback (fault case "corrupt data: 100 %")."""
+    from daa.config import load_config
+    from daa.train import _known_failure
+
+    cfg = load_config("demo")
+    for text in ("DataLoader worker (pid(s) 7616) exited unexpectedly",
+                 "DataLoader worker (pid 7616) is killed by signal: Terminated. "):
+        msg = _known_failure(RuntimeError(text), cfg, in_fit=True)
+        assert msg is not None and "DataLoader worker died" in msg and "resume" in msg and "\n" not in msg
+    assert _known_failure(RuntimeError("shape mismatch"), cfg, in_fit=True) is None  # others keep their traceback
