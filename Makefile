@@ -20,7 +20,7 @@ NOISE_STATS = $(if $(wildcard $(SHARED)/real_noise_polyu),--pairs "PolyU (real, 
 	--synthetic "AWGN σ 25/255 (source)=denoise:source:sigma=0.098" --synthetic "camera noise + JPEG (noise)=denoise:target" \
 	--synthetic "calibrated camera noise (camnoise)=denoise:target:profile=sidd"
 
-.PHONY: install wheel-check test test-faults test-slurm lint bench bench-step data demo demo-quick reproduce reproduce-quick clean-venv
+.PHONY: install wheel-check test test-faults test-slurm lint bench bench-step data demo demo-quick reproduce reproduce-verdicts reproduce-quick clean-venv
 
 $(VENV)/.installed: setup.py pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(if $(filter 1,$(SYSTEM_SITE)),--system-site-packages) $(VENV)
@@ -71,6 +71,11 @@ reproduce: install
 	$(PY) -m data_shards.photos --out .data/photos
 	$(PY) -m data_shards.noise_stats $(NOISE_STATS) --json docs/results/noise_stats.json > docs/results/noise_stats.md
 	$(PY) launch/studies/daa_mini.py --plan launch/studies/plans/daa_mini.yaml --report-dir docs/results
+
+# only the two test studies (and the runs they reuse): the verdict tables, written to runs/daa_mini/summary.md
+reproduce-verdicts: install
+	$(PY) -m data_shards.photos --out .data/photos
+	$(PY) launch/studies/daa_mini.py --plan launch/studies/plans/daa_mini.yaml --studies rain,noise
 
 reproduce-quick: install
 	$(PY) launch/studies/daa_mini.py --quick
