@@ -65,7 +65,7 @@ demo: install
 demo-quick: install
 	$(PY) launch/studies/demo.py --quick --out runs/demo-quick
 
-# DAA-mini: the paper's claim at CPU scale (every task × variant × 3 seeds, ~2.5 h on 2 cores; resumable: a rerun
+# DAA-mini: the paper's claim at CPU scale (every study of the plan, ~6 h on 2 cores; resumable: a rerun
 # trains only what is missing). Tables and plots go to docs/results/; docs/RESULTS.md discusses them.
 reproduce: install
 	$(PY) -m data_shards.photos --out .data/photos
