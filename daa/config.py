@@ -236,8 +236,20 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | tuple[st
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {key!r}: {p!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
+        # a str field keeps the text as typed (YAML would read data.value_range=01 as the integer 1)
+        node[parts[-1]] = value.strip() if _is_str_field(parts) else (yaml.safe_load(value) if value.strip() else "")
     return from_dict(TrainConfig, data).validate()
+
+
+def _is_str_field(parts: list[str]) -> bool:
+    """Whether section.key names a field annotated plain `str` in TrainConfig (`str | None` fields still read
+    `null` as None through YAML)."""
+    tp: Any = TrainConfig
+    for p in parts:
+        if not dataclasses.is_dataclass(tp):
+            return False
+        tp = typing.get_type_hints(tp).get(p)
+    return tp is str
 
 
 def from_dict(cls, data: Any, where: str = ""):
