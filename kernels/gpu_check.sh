@@ -16,17 +16,9 @@
 # one dynamic compile per dtype), full sweep ~2 min (the previous wall-only sweep took 85 s; recompiles hit the
 # on-disk caches). env.txt records the real per-step seconds.
 set -u -o pipefail
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-unset TRITON_INTERPRET DAA_KERNELS
 cd "$(dirname "$0")/.."
-OUT="${OUT:-$PWD/gpu_check_out}"
-mkdir -p "$OUT"
-PY="${PYTHON:-$(command -v python || command -v python3)}"
-CAP="${GPU_CHECK_CAP_S:-240}"
-T0=$SECONDS
-left() { echo $((CAP - (SECONDS - T0))); }
-cap() { local l; l=$(left); if [ "$1" -lt "$l" ]; then echo "$1"; else echo $((l > 1 ? l : 1)); fi; }
-log() { echo "$*" | tee -a "$OUT/env.txt"; }
+CAP_DEFAULT=240
+. kernels/gpu_check_common.sh  # OUT, PY, CAP and the step helpers left / cap / log
 
 {
   date -Is

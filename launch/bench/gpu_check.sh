@@ -13,17 +13,9 @@
 # with at most what is left of GPU_CHECK_CAP_S (default 470 s). Writes to $OUT: env.txt (devices, versions, per-step
 # seconds and exit codes), the kernel check's files, step_gpu.csv + step.log, step_levers.log, profile*.md/json.
 set -u -o pipefail
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-unset TRITON_INTERPRET DAA_KERNELS
 cd "$(dirname "$0")/../.."
-OUT="${OUT:-$PWD/gpu_check_out}"
-mkdir -p "$OUT"
-PY="${PYTHON:-$(command -v python || command -v python3)}"
-CAP="${GPU_CHECK_CAP_S:-470}"
-T0=$SECONDS
-left() { echo $((CAP - (SECONDS - T0))); }
-cap() { local l; l=$(left); if [ "$1" -lt "$l" ]; then echo "$1"; else echo $((l > 1 ? l : 1)); fi; }
-log() { echo "$*" | tee -a "$OUT/env.txt"; }
+CAP_DEFAULT=470
+. kernels/gpu_check_common.sh  # OUT, PY, CAP and the step helpers left / cap / log
 LEVERS=(--trainer-set run.compile=blocks --trainer-set run.channels_last=true --trainer-set run.cudnn_benchmark=true
         --trainer-set "model.diffusion_args={norm: native}")
 rc=0
