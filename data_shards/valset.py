@@ -108,10 +108,14 @@ def build_corpus_split(args) -> list[dict]:
             seed = [args.seed, i, j + 1]
             item = {"name": e["name"], "file": e["file"], "box": [y, x, c, c], "seed": seed}
             cf = clean.astype(np.float32) / 255
-            tgt, tp = degrade.degrade(cf, args.task, "target", np.random.default_rng(seed),
-                                       **_profile_kw(args, "target"))
+            tgt, ref, tp = degrade.degrade_pair(cf, args.task, "target", np.random.default_rng(seed),
+                                                reference=args.target_reference, **_profile_kw(args, "target"))
             src, sp = degrade.degrade(cf, args.task, "source", np.random.default_rng(seed + [1]))
             k = len(items)
+            if args.target_reference != "photo":  # the target pair's clean image is not the photo the source
+                item.update(reference=args.target_reference,  # copy was degraded from: keep both
+                            source_clean=_save(args.out, "source_clean", k, clean))
+                clean = quantize(ref, 8)
             item.update(clean=_save(args.out, "clean", k, clean), degraded=_save(args.out, "degraded", k,
                         quantize(tgt, 8)), source=_save(args.out, "source", k, quantize(src, 8)),
                         degradation=tp.get("name"), params=tp, source_degradation=sp.get("name"), source_params=sp,
@@ -152,8 +156,11 @@ def build(args) -> dict:
         raise UserError("need --crop >= 0 and 1 <= --crops-per-image <= --candidates")
     if args.corpus and args.crop == 0:
         raise UserError("--corpus needs --crop > 0")
-    if not args.corpus and (args.pool != "E" or args.target_profile != "default"):
-        raise UserError("--pool and --target-profile choose corpus photos and their degradation: they need --corpus")
+    if not args.corpus and (args.pool != "E" or args.target_profile != "default" or args.target_reference != "photo"):
+        raise UserError("--pool, --target-profile and --target-reference choose corpus photos and their "
+                        "degradation: they need --corpus")
+    if args.target_reference == "camera" and args.task != "denoise":
+        raise UserError("--target-reference camera is defined for the camera-noise target only (--task denoise)")
     if args.corpus:
         from .degrade import target_profile
 
@@ -167,7 +174,7 @@ def build(args) -> dict:
         if not items:
             raise UserError("no test items were produced")
     except BaseException:
-        for sub in ("degraded", "clean", "source"):  # leave no half-written split behind
+        for sub in ("degraded", "clean", "source", "source_clean"):  # leave no half-written split behind
             d = os.path.join(args.out, sub)
             if os.path.isdir(d):
                 for f in os.listdir(d):
@@ -202,7 +209,8 @@ def load_valset(path: str, domain: str = "target", as_list: bool = False):
             return torch.from_numpy(to_float(decode_image(f.read()))).permute(2, 0, 1).contiguous()
 
     deg = [load(it[key]) for it in man["items"]]
-    clean = [load(it["clean"]) for it in man["items"]]
+    # a target pair with the camera's rendering as its clean image keeps the photo for the source copy
+    clean = [load(it.get("source_clean", it["clean"]) if domain == "source" else it["clean"]) for it in man["items"]]
     if as_list:
         return deg, clean
     if len({t.shape for t in deg + clean}) != 1:
@@ -221,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--corpus: E = the test photos, V = the validation photos (disjoint from E, S and U)")
     p.add_argument("--target-profile", default="default",
                    help="--corpus: named variant of the target degradation (data_shards.degrade.TARGET_PROFILES)")
+    p.add_argument("--target-reference", choices=("photo", "camera"), default="photo",
+                   help="--corpus: the target pair's clean image: the photo (default), or the camera's noise-free "
+                        "rendering of it (denoise: ISP of the noise-free mosaic, as in real noisy/clean pairs)")
     p.add_argument("--input", help="a real test set's degraded images (folder or list file)")
     p.add_argument("--gt", help="their ground truth (folder or list file)")
     p.add_argument("--pair-by", choices=("stem", "index"), default="stem")

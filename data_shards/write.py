@@ -202,10 +202,15 @@ def corpus_samples(args, job: Job) -> Iterator[tuple[dict, dict]]:
             continue
         domain = "source" if job.stream == "syn" and not oracle else "target"
         peak = 255.0 if depth == 8 else 65535.0
-        out, params = degrade.degrade(clean.astype(np.float32) / np.float32(peak), args.task, domain,
-                                      np.random.default_rng(seed), **_profile_kw(args, domain))
+        reference = getattr(args, "target_reference", "photo") if oracle else "photo"
+        out, ref, params = degrade.degrade_pair(clean.astype(np.float32) / np.float32(peak), args.task, domain,
+                                                np.random.default_rng(seed), reference=reference,
+                                                **_profile_kw(args, domain))
         meta.update(degradation=params.get("name"), domain=domain, params=params,
                     clipped=bool(np.any(out < 0) or np.any(out > 1)))
+        if reference != "photo":  # the oracle's pair: the camera's noise-free rendering is the clean image
+            meta["reference"] = reference
+            clean = quantize(ref, depth)
         deg = quantize(out, depth)
         yield ({"gt.png": clean, "syn.png": deg} if job.stream == "syn" else {"real.png": deg}), meta
 
@@ -302,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--oracle", action="store_true",
                      help="--corpus: write only pool-U pairs (target-degraded input, clean gt) as the syn stream: the "
                           "crops and seeds of the real stream, for an oracle trained on the target domain")
+    src.add_argument("--target-reference", choices=("photo", "camera"), default="photo",
+                     help="--oracle: the pair's clean image: the photo (default), or the camera's noise-free "
+                          "rendering of it (denoise: ISP of the noise-free mosaic, as in real noisy/clean pairs)")
     p.add_argument("--task", required=True, help="denoise | deblur | derain")
     p.add_argument("--out", required=True, help="output folder (must be empty unless --overwrite)")
     p.add_argument("--syn-on-the-fly", action="store_true",
@@ -335,6 +343,9 @@ def check_args(args) -> None:
         raise UserError("--syn-on-the-fly is AWGN denoising: it needs --task denoise")
     if args.oracle and (not args.corpus or args.syn_on_the_fly):
         raise UserError("--oracle writes target-degraded pool-U pairs: it needs --corpus and no --syn-on-the-fly")
+    if args.target_reference != "photo" and not (args.oracle and args.task == "denoise"):
+        raise UserError("--target-reference camera sets the clean image of --oracle camera-noise pairs: it needs "
+                        "--oracle and --task denoise")
     if args.tile < 0 or args.stride < 0 or args.crops_per_image < 0 or args.maxcount < 1 or args.maxsize <= 0:
         raise UserError("--tile, --stride and --crops-per-image must be >= 0; --maxcount and --maxsize > 0")
     if args.crops_per_image and not args.tile:

@@ -74,8 +74,30 @@ def degrade(
     img = np.asarray(img)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 RGB image, got shape {img.shape}")
-    out, params = _REGISTRY[(task, domain)](img.astype(np.float32, copy=False), rng, **overrides)
-    return out.astype(np.float32, copy=False), {"task": task, "domain": domain, **params}
+    out, *ref, params = _REGISTRY[(task, domain)](img.astype(np.float32, copy=False), rng, **overrides)
+    return (out.astype(np.float32, copy=False), *ref, {"task": task, "domain": domain, **params})
 
 
-__all__ = ["DOMAINS", "TARGET_PROFILES", "TASKS", "degrade", "target_profile"]
+REFERENCES: tuple[str, ...] = ("photo", "camera")
+"""What a target pair's clean image is. `photo`: the photo that was degraded. `camera`: the camera's noise-free
+rendering of it (camera noise only: ISP of the noise-free mosaic), as in real noisy/clean pairs."""
+
+
+def degrade_pair(
+    img: np.ndarray, task: str, domain: str, rng: np.random.Generator, profile: str | None = None,
+    reference: str = "photo", **overrides
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """`degrade` plus the pair's clean image (`reference`, see REFERENCES): (degraded, clean, params). The degraded
+    image is the same for every reference (same random draws)."""
+    if reference not in REFERENCES:
+        raise ValueError(f"unknown reference {reference!r}; valid: {', '.join(REFERENCES)}")
+    if reference == "photo":
+        out, params = degrade(img, task, domain, rng, profile, **overrides)
+        return out, np.asarray(img, dtype=np.float32), params
+    if (task, domain) != ("denoise", "target"):
+        raise ValueError(f"reference 'camera' is defined for the camera-noise target only, not {task}/{domain}")
+    out, ref, params = degrade(img, task, domain, rng, profile, return_reference=True, **overrides)
+    return out, ref, params
+
+
+__all__ = ["DOMAINS", "REFERENCES", "TARGET_PROFILES", "TASKS", "degrade", "degrade_pair", "target_profile"]

@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from daa_mini_data import Task, digest, log, paths_only, polyu_split, prepare_data, sh  # noqa: E402
-from daa_mini_report import report, summarize, table_md, verdict  # noqa: E402
+from daa_mini_report import diagnose_seeds_md, report, summarize, table_md, verdict  # noqa: E402
 
 __all__ = ["polyu_split", "table_md", "verdict"]  # re-exported: part of this study's interface (and its tests)
 
@@ -99,7 +99,16 @@ class Study:
     arms: list[Arm]
     title: str = ""
     sets: list[str] = field(default_factory=list)  # overrides for every arm (e.g. the restorer of a task)
-    diagnose: list[str] = field(default_factory=list)  # arms whose seed-0 run gets a daa.diagnose table
+    diagnose: list[str] = field(default_factory=list)  # arms whose runs (every seed) get daa.diagnose
+    by_photo: bool = False  # add the per-photo table of the target split
+    reference: str = "photo"
+    """The target pairs' clean image (data_shards.degrade.REFERENCES): `camera` scores on the `*_cam` splits and
+    trains the oracle on the `oracle_cam` pairs (camera-noise tasks)."""
+
+    @property
+    def eval_split(self) -> str:
+        """The data split the study scores: val / test, or val_cam / test_cam."""
+        return self.split + ("_cam" if self.reference == "camera" else "")
 
 
 def free_port() -> int:
@@ -211,7 +220,9 @@ def input_result(paths: dict[str, Path], task: str, split: str = "test") -> dict
     res = {}
     for key, sp, domain in (("target", paths[split], "target"), ("source", paths[f"source_{split}"], "source")):
         x, y = load_valset(str(sp), domain=domain)
-        d = {"psnr": float(np.mean(_psnr(x, y))), "ssim": float(np.mean(metrics.ssim(x, y))), "n": len(x)}
+        each = _psnr(x, y)
+        d = {"psnr": float(np.mean(each)), "ssim": float(np.mean(metrics.ssim(x, y))), "n": len(x),
+             "psnr_each": each.tolist()}
         if TASKS[task].y_metric:
             d["psnr_y"] = float(np.mean(metrics.psnr_y(x, y)))
         res[key] = d
@@ -287,7 +298,8 @@ def load_plan(path: Path) -> list[Study]:
             arms = [Arm(a["name"], a.get("variant", a["name"]), tuple(a.get("set", [])), a.get("label", ""))
                     for a in d["arms"]]
             st = Study(d["name"], d["task"], d.get("split", "test"), [int(x) for x in d.get("seeds", [0, 1, 2])],
-                       arms, d.get("title", ""), list(d.get("set", [])), list(d.get("diagnose", [])))
+                       arms, d.get("title", ""), list(d.get("set", [])), list(d.get("diagnose", [])),
+                       bool(d.get("by_photo", False)), str(d.get("reference", "photo")))
         except (KeyError, TypeError, ValueError) as e:
             raise SystemExit(f"error: --plan {path}: study {k} is malformed ({type(e).__name__}: {e})") from None
         check_study(st)
@@ -302,6 +314,9 @@ def check_study(st: Study) -> None:
         raise SystemExit(f"error: unknown task {st.task!r}; choose from {', '.join(TASKS)}")
     if st.split not in ("val", "test"):
         raise SystemExit(f"error: study {st.name}: split must be val or test, got {st.split!r}")
+    if st.reference not in ("photo", "camera") or (st.reference == "camera" and st.task not in ("noise", "camnoise")):
+        raise SystemExit(f"error: study {st.name}: reference must be photo, or camera on a camera-noise task "
+                         f"(noise, camnoise); got {st.reference!r} on {st.task}")
     for a in st.arms:
         if a.variant not in VARIANTS:
             raise SystemExit(f"error: unknown variant {a.variant!r}; choose from {', '.join(ALL_VARIANTS)}")
@@ -383,10 +398,12 @@ def main(argv=None) -> int:
     if not a.report_only:
         sh([sys.executable, "-m", "data_shards.photos", "--out", photos,
             *(["--no-apt", "--max-side", "256"] if a.quick else [])])
-    paths = {t: prepare_data(t, TASKS[t], data_root, photos, polyu, a.quick, SOURCE_TASK) if not a.report_only
-             else paths_only(t, data_root, SOURCE_TASK) for t in tasks}
-    # one job per (task, arm, seed, split); a run shared by several studies is trained once
-    jobs = {(st.task, arm, s, st.split, tuple(st.sets)): None for st in studies for arm in st.arms for s in st.seeds}
+    cam = {st.task for st in studies if st.reference == "camera"}
+    paths = {t: prepare_data(t, TASKS[t], data_root, photos, polyu, a.quick, SOURCE_TASK, camera_reference=t in cam)
+             if not a.report_only else paths_only(t, data_root, SOURCE_TASK) for t in tasks}
+    # one job per (task, arm, seed, scored split); a run shared by several studies is trained once
+    jobs = {(st.task, arm, s, st.eval_split, tuple(st.sets)): None for st in studies for arm in st.arms
+            for s in st.seeds}
     results: dict[tuple, dict] = {}
     if not a.report_only:
         todo = len({(t, arm.name, s) for t, arm, s, _, _ in jobs
@@ -394,8 +411,8 @@ def main(argv=None) -> int:
         log(f"{len(studies)} studies, {len(jobs)} scored runs ({todo} to train), {a.jobs} at a time")
         failures = []
         with ThreadPoolExecutor(a.jobs) as pool:
-            futs = {pool.submit(one_run, out, t, arm, s, paths[t], [*a.extra, *sets], a.threads, sp): (t, arm, s, sp)
-                    for t, arm, s, sp, sets in jobs}
+            futs = {pool.submit(one_run, out, t, arm, s, split_paths(paths[t], sp), [*a.extra, *sets], a.threads,
+                                sp): (t, arm, s, sp) for t, arm, s, sp, sets in jobs}
             for f, key in futs.items():
                 try:
                     results[key] = f.result()
@@ -410,35 +427,67 @@ def main(argv=None) -> int:
                 results[(t, arm, s, sp)] = {**json.loads(p.read_text()), "variant": arm.name}
     summaries = []
     for st in studies:
-        rs = [results[(st.task, arm, s, st.split)] for arm in st.arms for s in st.seeds
-              if (st.task, arm, s, st.split) in results]
+        rs = [results[(st.task, arm, s, st.eval_split)] for arm in st.arms for s in st.seeds
+              if (st.task, arm, s, st.eval_split) in results]
         t = TASKS[st.task]
-        summaries.append(summarize(st.task, st.title or t.title, input_result(paths[st.task], st.task, st.split), rs,
-                                   [(arm.name, arm.row) for arm in st.arms], st.split, t.y_metric, st.name))
+        photos = split_photos(paths[st.task][st.eval_split]) if st.by_photo else None
+        inputs = input_result(paths[st.task], st.task, st.eval_split)
+        summaries.append(summarize(st.task, st.title or t.title, inputs, rs, [(arm.name, arm.row) for arm in st.arms],
+                                   st.split, t.y_metric, st.name, photos))
     report(out, summaries, resolve(a.report_dir) if a.report_dir else None)
-    diagnostics(out, studies, paths, resolve(a.report_dir) if a.report_dir else None, a.report_only)
+    diagnostics(out, studies, paths, results, resolve(a.report_dir) if a.report_dir else None, a.report_only)
     log(f"DAA-mini done in {time.time() - t0:.0f} s (results in {out})")
     return 1 if not a.report_only and len(results) < len(jobs) else 0
 
 
-def diagnostics(out: Path, studies: list[Study], paths: dict, report_dir: Path | None, report_only: bool) -> None:
-    """daa.diagnose on the named arms' seed-0 runs (the study's validation pairs), one table each; cached as
-    diagnose.json in the run folder."""
+def split_paths(paths: dict[str, Path], split: str) -> dict[str, Path]:
+    """A task's paths as a run scored on `split` sees them: on a camera-reference split the oracle trains on the
+    camera-reference pairs."""
+    return {**paths, "oracle": paths["oracle_cam"]} if split.endswith("_cam") else paths
+
+
+def split_photos(split: Path) -> list[str]:
+    """The photo each crop of a valset split was cut from, in the split's order (its manifest)."""
+    return [it.get("name", "?") for it in json.loads((split / "manifest.json").read_text())["items"]]
+
+
+def diagnostics(out: Path, studies: list[Study], paths: dict, results: dict, report_dir: Path | None,
+                report_only: bool) -> None:
+    """daa.diagnose on every seed of the named arms (the study's validation pairs), cached as diagnose.json in the
+    run folder: the full table for the first seed, then one row per seed next to that seed's gain over the
+    baseline."""
+    from daa.diagnose import Probe
+    from daa.diagnose import table_md as diag_table
+
     md = []
     for st in studies:
+        base = next((a for a in st.arms if a.row == "baseline"), None)
         for name in st.diagnose:
-            run = out / st.task / name / f"s{min(st.seeds)}"
-            js = run / "diagnose.json"
-            if not js.is_file() and not report_only and (run / "done").is_file():
-                subprocess.run([sys.executable, "-m", "daa.diagnose", str(run), "--pairs", str(paths[st.task]["val"]),
-                                "--threads", "1", "--json", str(js)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-            if js.is_file():
-                from daa.diagnose import Probe
-                from daa.diagnose import table_md as diag_table
-
+            seed_rows = []
+            for seed in st.seeds:
+                run = out / st.task / name / f"s{seed}"
+                js = run / "diagnose.json"
+                if not js.is_file() and not report_only and (run / "done").is_file():
+                    subprocess.run([sys.executable, "-m", "daa.diagnose", str(run), "--pairs",
+                                    str(paths[st.task]["val" + st.eval_split[len(st.split):]]), "--threads", "1",
+                                    "--json", str(js)], cwd=ROOT,
+                                   check=True, stdout=subprocess.DEVNULL)
+                if not js.is_file():
+                    continue
                 d = json.loads(js.read_text())
-                md += [f"#### `{st.task}/{name}` (seed {min(st.seeds)}, α={d['alpha']:.3f}, validation pairs)", "",
-                       diag_table({k: Probe(**v) for k, v in d["rows"].items()}), ""]
+                if seed == min(st.seeds):
+                    md += [f"#### `{st.task}/{name}` (seed {seed}, α={d['alpha']:.3f}, validation pairs)", "",
+                           diag_table({k: Probe(**v) for k, v in d["rows"].items()}), ""]
+                row = {"run": f"{st.task}/{name}", "seed": seed, "all": d["rows"]["all"]}
+                arm = next((a for a in st.arms if a.name == name), None)
+                r, b = (results.get((st.task, x, seed, st.eval_split)) if x else None for x in (arm, base))
+                if r is not None and b is not None:
+                    row["gain"] = r["target"]["psnr"] - b["target"]["psnr"]
+                    row["source_change"] = r["source"]["psnr"] - b["source"]["psnr"]
+                seed_rows.append(row)
+            if len(seed_rows) > 1:
+                md += [f"`{st.task}/{name}`, every seed ({st.split} split gains; study `{st.name}`):", "",
+                       diagnose_seeds_md(seed_rows), ""]
     if md:
         text = "\n".join(md)
         (out / "diagnostics.md").write_text(text)

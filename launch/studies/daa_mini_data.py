@@ -71,9 +71,10 @@ def _valset(out: Path, args: list) -> None:
 
 
 def prepare_data(name: str, t: Task, data: Path, photos: Path, polyu: Path | None, quick: bool,
-                 source_task: str, oracle_shards: bool = True) -> dict[str, Path]:
+                 source_task: str, oracle_shards: bool = True, camera_reference: bool = False) -> dict[str, Path]:
     """Shards (source pairs + unpaired target inputs + clean refs), oracle shards (unless `oracle_shards` is
-    False: `make demo` trains no oracle), validation and test splits."""
+    False: `make demo` trains no oracle), validation and test splits. `camera_reference` (camera-noise tasks) also
+    writes the splits and oracle pairs whose clean image is the camera's noise-free rendering (`*_cam`)."""
     py = sys.executable
     root = data / name
     shards, oracle = root / "shards", root / "oracle"
@@ -122,15 +123,27 @@ def prepare_data(name: str, t: Task, data: Path, photos: Path, polyu: Path | Non
     crops = ["--candidates", "10" if not quick else "2"] if t.task == "denoise" else []
     for k, pool in (("test", "E"), ("val", "V")):
         _valset(root / k, ["--corpus", photos, "--task", t.task, "--pool", pool, "--seed", "0", *prof, *few, *crops])
-    return dict(shards=shards, oracle=oracle, test=root / "test", source_test=root / "test", val=root / "val",
-                source_val=root / "val")
+    if camera_reference:  # the same noisy crops and oracle inputs (same seeds), the camera's rendering as clean
+        if t.task != "denoise":
+            raise SystemExit(f"error: task {name}: the camera reference is defined for camera noise only")
+        cam = ["--target-reference", "camera"]
+        if oracle_shards and not (root / "oracle_cam" / "manifest.json").is_file():
+            sh([py, "-m", "data_shards.write", "--corpus", photos, "--task", t.task, "--oracle", "--no-ref", "--out",
+                root / "oracle_cam", *prof, *cam, *common])
+        for k, pool in (("test", "E"), ("val", "V")):
+            _valset(root / f"{k}_cam", ["--corpus", photos, "--task", t.task, "--pool", pool, "--seed", "0", *prof,
+                                        *cam, *few, *crops])
+    return paths_only(name, data, source_task)
 
 
 def paths_only(name: str, data_root: Path, source_task: str) -> dict[str, Path]:
+    """The data folders of a task; `*_cam`: the camera-reference variants (their source pairs are the plain
+    splits': the same photos and seeds)."""
     root = data_root / name
     src = data_root / source_task if name == "polyu" else root
     return dict(shards=root / "shards", oracle=root / "oracle", test=root / "test", source_test=src / "test",
-                val=root / "val", source_val=src / "val")
+                val=root / "val", source_val=src / "val", oracle_cam=root / "oracle_cam", test_cam=root / "test_cam",
+                source_test_cam=src / "test", val_cam=root / "val_cam", source_val_cam=src / "val")
 
 
 def _manifest_facts(path: Path) -> object:

@@ -18,9 +18,10 @@ def _ms(xs: list[float]) -> tuple[float, float]:
 
 
 def summarize(task: str, title: str, inputs: dict, results: list[dict], arms: list, split: str = "test",
-              y_metric: bool = False, study: str | None = None) -> dict:
+              y_metric: bool = False, study: str | None = None, photos: list[str] | None = None) -> dict:
     """Rows: the input, then every arm of `arms` (run names, or (run name, row label) pairs) that has results
-    (mean ± sample std over seeds)."""
+    (mean ± sample std over seeds). `photos` (the photo each crop of the target split was cut from, in order) adds
+    the per-photo table."""
     rows = {"input": {"target": (inputs["target"]["psnr"], 0.0), "target_ssim": inputs["target"]["ssim"],
                       "source": (inputs["source"]["psnr"], 0.0), "n": 0}}
     if y_metric:
@@ -43,7 +44,43 @@ def summarize(task: str, title: str, inputs: dict, results: list[dict], arms: li
     v = verdict(rows)
     if split != "test" and v["status"] != "incomplete":
         v["status"] = "validation split: no verdict"  # verdicts are read on the test split only
-    return {"study": study or task, "task": task, "title": title, "split": split, "rows": rows, "verdict": v}
+    out = {"study": study or task, "task": task, "title": title, "split": split, "rows": rows, "verdict": v}
+    if photos is not None:
+        out["by_photo"] = by_photo(photos, inputs["target"]["psnr_each"], results, arms)
+    return out
+
+
+def by_photo(photos: list[str], input_each: list[float], results: list[dict], arms: list) -> dict:
+    """{row: {photo: mean target PSNR}}: each run's crops averaged per photo, then the mean over seeds. Headroom and
+    gains differ a lot between photos, so a split of a few photos can over- or under-state them (docs/RESULTS.md)."""
+    def per_photo(each: list[float]) -> dict[str, float]:
+        if len(each) != len(photos):
+            raise ValueError(f"{len(each)} per-crop scores for {len(photos)} crops: the split changed after scoring")
+        acc: dict[str, list[float]] = {}
+        for p, v in zip(photos, each):
+            acc.setdefault(p, []).append(v)
+        return {p: sum(v) / len(v) for p, v in acc.items()}
+
+    table = {"input": per_photo(input_each)}
+    for arm in arms:
+        name, label = arm if isinstance(arm, tuple) else (arm, arm)
+        runs = [per_photo(r["target"]["psnr_each"]) for r in results if r["variant"] == name]
+        if runs:
+            table[label] = {p: sum(r[p] for r in runs) / len(runs) for p in runs[0]}
+    table["crops"] = {p: float(photos.count(p)) for p in table["input"]}
+    return table
+
+
+def by_photo_md(t: dict) -> str:
+    """Rows = photos; columns = the study's rows, then oracle − baseline and daa − baseline where both exist."""
+    cols = [c for c in t if c != "crops"]
+    diffs = [(f"{a} − baseline", a) for a in ("oracle", "daa") if a in t and "baseline" in t]
+    head = "| photo | crops | " + " | ".join(cols) + "".join(f" | {d}" for d, _ in diffs) + " |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for p in t["input"]:
+        lines.append(f"| {p} | {t['crops'][p]:.0f} | " + " | ".join(f"{t[c][p]:.2f}" for c in cols)
+                     + "".join(f" | {t[a][p] - t['baseline'][p]:+.2f}" for _, a in diffs) + " |")
+    return "\n".join(lines)
 
 
 def verdict(rows: dict) -> dict:
@@ -119,6 +156,8 @@ def report(out: Path, summaries: list[dict], report_dir: Path | None, name: str 
     md = []
     for s in summaries:
         md += [f"### {s['title']} (`{s['study']}`, {s['split']} split)", "", table_md(s), ""]
+        if "by_photo" in s:
+            md += [f"Per photo (target {s['split']} split, mean over seeds):", "", by_photo_md(s["by_photo"]), ""]
         for d in (out, report_dir) if report_dir is not None else (out,):
             bar_plot(s, d / f"{s['study']}.png")
     text = "\n".join(md)
@@ -131,3 +170,17 @@ def report(out: Path, summaries: list[dict], report_dir: Path | None, name: str 
         (report_dir / f"{name}.json").write_text(json.dumps(summaries, indent=1))
     print("\n" + text, flush=True)
     return text
+
+
+def diagnose_seeds_md(rows: list[dict]) -> str:
+    """The per-seed view of daa.diagnose: each diagnosed run's "all t" row next to that seed's target gain and
+    source change over the study's baseline run of the same seed (does the noise loss pull the way the seeds go?)."""
+    lines = ["| run | seed | vs baseline (target) | vs baseline (source) | cos θ: noise·oracle | cos θ: source·oracle "
+             "| Δcos total→oracle | ‖∇θ noise‖/‖∇θ pix‖ | cos(−∇, y_r−ŷ_r) |", "|---|---|---|---|---|---|---|---|---|"]
+    f = lambda v: "–" if v is None else f"{v:+.2f}"  # noqa: E731
+    for r in rows:
+        p = r["all"]
+        lines.append(f"| {r['run']} | {r['seed']} | {f(r.get('gain'))} | {f(r.get('source_change'))} | "
+                     f"{p['cos_oracle']:+.3f} | {p['cos_source_oracle']:+.3f} | {p['delta_cos_total']:+.4f} | "
+                     f"{p['norm_ratio']:.3f} | {p['cos_real']:+.3f} |")
+    return "\n".join(lines)
