@@ -10,8 +10,12 @@ each crop with its own recorded seed. The clean crop is quantized before it is d
 From a real test set (`--input DIR --gt DIR --out DIR`): degraded/clean pairs matched as in `data_shards.write`
 (`--pair-by stem|index`), stored as PNG at the source bit depth, whole or center-cropped (`--crop N`).
 
-Layout: `degraded/NNNNN.png`, `clean/NNNNN.png`, `source/NNNNN.png` (corpus only), `manifest.json` (one entry per
-item: photo, crop box, seed, degradation parameters). `load_valset(dir)` returns the (N,3,H,W) float32 tensors.
+`--target-reference camera` (camera noise): the target pair's clean image is the camera's noise-free rendering of
+the crop (ISP of the noise-free mosaic, as in real noisy/clean pairs) instead of the photo; the photo is kept in
+`source_clean/` for the source pair, and the noisy crops are the same as without the option.
+
+Layout: `degraded/NNNNN.png`, `clean/NNNNN.png`, `source/NNNNN.png` (corpus only), `source_clean/NNNNN.png` (camera
+reference only), `manifest.json` (one entry per item: photo, crop box, seed, degradation parameters). `load_valset(dir)` returns the (N,3,H,W) float32 tensors.
 """
 from __future__ import annotations
 
@@ -108,8 +112,12 @@ def build_corpus_split(args) -> list[dict]:
             seed = [args.seed, i, j + 1]
             item = {"name": e["name"], "file": e["file"], "box": [y, x, c, c], "seed": seed}
             cf = clean.astype(np.float32) / 255
-            tgt, ref, tp = degrade.degrade_pair(cf, args.task, "target", np.random.default_rng(seed),
-                                                reference=args.target_reference, **_profile_kw(args, "target"))
+            if args.target_reference == "photo":
+                tgt, tp = degrade.degrade(cf, args.task, "target", np.random.default_rng(seed),
+                                          **_profile_kw(args, "target"))
+            else:
+                tgt, ref, tp = degrade.degrade_pair(cf, args.task, "target", np.random.default_rng(seed),
+                                                    reference=args.target_reference, **_profile_kw(args, "target"))
             src, sp = degrade.degrade(cf, args.task, "source", np.random.default_rng(seed + [1]))
             k = len(items)
             if args.target_reference != "photo":  # the target pair's clean image is not the photo the source

@@ -202,15 +202,18 @@ def corpus_samples(args, job: Job) -> Iterator[tuple[dict, dict]]:
             continue
         domain = "source" if job.stream == "syn" and not oracle else "target"
         peak = 255.0 if depth == 8 else 65535.0
+        img01, rng = clean.astype(np.float32) / np.float32(peak), np.random.default_rng(seed)
         reference = getattr(args, "target_reference", "photo") if oracle else "photo"
-        out, ref, params = degrade.degrade_pair(clean.astype(np.float32) / np.float32(peak), args.task, domain,
-                                                np.random.default_rng(seed), reference=reference,
-                                                **_profile_kw(args, domain))
+        if reference == "photo":
+            out, params = degrade.degrade(img01, args.task, domain, rng, **_profile_kw(args, domain))
+        else:  # the oracle's pair: the camera's noise-free rendering is the clean image (same noisy draws)
+            out, ref, params = degrade.degrade_pair(img01, args.task, domain, rng, reference=reference,
+                                                    **_profile_kw(args, domain))
+            clean = quantize(ref, depth)
         meta.update(degradation=params.get("name"), domain=domain, params=params,
                     clipped=bool(np.any(out < 0) or np.any(out > 1)))
-        if reference != "photo":  # the oracle's pair: the camera's noise-free rendering is the clean image
+        if reference != "photo":
             meta["reference"] = reference
-            clean = quantize(ref, depth)
         deg = quantize(out, depth)
         yield ({"gt.png": clean, "syn.png": deg} if job.stream == "syn" else {"real.png": deg}), meta
 

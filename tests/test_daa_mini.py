@@ -188,6 +188,8 @@ def test_plan_scores_one_run_on_both_splits(tmp_path):
     ("studies:\n  - {name: a, task: noise, arms: [{name: x, variant: best}]}", "unknown variant 'best'"),
     ("studies:\n  - {task: noise, arms: []}", "malformed"),
     ("studies:\n  - {name: a, task: noise, arms: [{name: baseline}], diagnose: [baseline]}", "not one of its DAA"),
+    ("studies:\n  - {name: a, task: rain, reference: camera, arms: [{name: baseline}]}", "camera-noise task"),
+    ("studies:\n  - {name: a, task: noise, reference: isp, arms: [{name: baseline}]}", "got 'isp'"),
 ])
 def test_bad_plan_is_a_one_line_error(text, words, tmp_path):
     plan = tmp_path / "plan.yaml"
@@ -211,3 +213,51 @@ def test_a_labelled_arm_is_the_verdicts_daa_row():
                                                     ("oracle", "oracle")])
     assert summ["rows"]["daa"]["run"] == "daa-a3" and summ["verdict"]["status"] == "reproduced"
     assert "| daa (`daa-a3`) |" in daa_mini.table_md(summ)
+
+
+def test_per_photo_table():
+    """Crops grouped by the photo they were cut from, averaged per run, then over seeds; differences to baseline."""
+    from daa_mini_report import by_photo_md, summarize
+
+    photos = ["a", "a", "b"]
+    inputs = {"target": {"psnr": 20.0, "ssim": 0.5, "psnr_each": [20.0, 22.0, 18.0]},
+              "source": {"psnr": 19.0, "ssim": 0.4}}
+
+    def res(v, seed, each):
+        return {"variant": v, "seed": seed, "target": {"psnr": sum(each) / 3, "ssim": 0.6, "psnr_each": each},
+                "source": {"psnr": 25.0, "ssim": 0.7}}
+
+    rs = [res("baseline", 0, [25.0, 27.0, 20.0]), res("baseline", 1, [25.0, 25.0, 22.0]),
+          res("oracle", 0, [30.0, 30.0, 21.0])]
+    t = summarize("noise", "t", inputs, rs, ["baseline", "oracle"], "val", photos=photos)["by_photo"]
+    assert t["input"] == {"a": 21.0, "b": 18.0} and t["crops"] == {"a": 2.0, "b": 1.0}
+    assert t["baseline"] == {"a": 25.5, "b": 21.0} and t["oracle"] == {"a": 30.0, "b": 21.0}
+    md = by_photo_md(t)
+    assert "| photo | crops | input | baseline | oracle | oracle − baseline |" in md
+    assert "| a | 2 | 21.00 | 25.50 | 30.00 | +4.50 |" in md and "| b | 1 | 18.00 | 21.00 | 21.00 | +0.00 |" in md
+    assert "by_photo" not in summarize("noise", "t", inputs, rs, ["baseline"], "val")
+    with pytest.raises(ValueError, match="split changed"):
+        summarize("noise", "t", inputs, rs, ["baseline"], "val", photos=["a", "b"])
+
+
+def test_seed_diagnostics_table():
+    from daa_mini_report import diagnose_seeds_md
+
+    probe = {"cos_real": 0.02, "cos_syn": 0.1, "rms_ratio": 1.0, "cos_oracle": 0.5, "cos_source": 0.0,
+             "cos_source_oracle": -0.3, "delta_cos_total": 0.25, "norm_ratio": 0.4}
+    md = diagnose_seeds_md([{"run": "noise/daa", "seed": 0, "all": probe, "gain": 0.5, "source_change": -0.12},
+                            {"run": "noise/daa", "seed": 1, "all": {**probe, "cos_oracle": -0.2}}])
+    lines = md.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("| run | seed | vs baseline (target) |")
+    assert lines[2] == "| noise/daa | 0 | +0.50 | -0.12 | +0.500 | -0.300 | +0.2500 | 0.400 | +0.020 |"
+    assert lines[3].startswith("| noise/daa | 1 | – | – | -0.200 |")
+
+
+def test_camera_reference_study_scores_the_cam_splits():
+    st = daa_mini.Study("s", "noise", "val", [0], [daa_mini.Arm("oracle", "oracle")], reference="camera")
+    assert st.eval_split == "val_cam" and daa_mini.Study("s", "noise", "test", [0], []).eval_split == "test"
+    paths = daa_mini.paths_only("noise", Path("/d"), "noise")
+    assert daa_mini.split_paths(paths, "val_cam")["oracle"] == Path("/d/noise/oracle_cam")
+    assert daa_mini.split_paths(paths, "val")["oracle"] == Path("/d/noise/oracle")
+    assert paths["source_val_cam"] == paths["source_val"]  # the source pairs do not change
+    assert daa_mini.result_path(Path("o"), "noise", "b", 0, "test_cam").name == "result_test_cam.json"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import skimage.data as skd
 
-from data_shards.degrade import DOMAINS, TASKS, degrade
+from data_shards.degrade import DOMAINS, TASKS, degrade, degrade_pair
 from data_shards.degrade.blur import line_kernel, linear_motion_kernel, shake_kernel
 from data_shards.degrade.noise import camera_noise
 
@@ -79,6 +79,30 @@ def test_camera_pipeline_roundtrip_is_near_identity(photo):
     out, _ = camera_noise(crop, np.random.default_rng(0), shot_range=(1e-12, 1e-12), jpeg_enabled=False)
     assert _psnr(out, crop) > 30.0
     assert abs(float(out.mean() - crop.mean())) < 0.02  # no colour/brightness drift
+
+
+@pytest.mark.parametrize("profile", [None, "sidd"])
+def test_camera_reference_is_the_noise_free_rendering(photo, profile):
+    """reference='camera': the same noisy draws; the clean image is the ISP of the noise-free mosaic, so without
+    noise the output equals it exactly, whereas the photo differs by the demosaic's loss."""
+    crop = photo[100:228, 200:328]
+    out, params = degrade(crop, "denoise", "target", np.random.default_rng(3), profile)
+    out2, ref, params2 = degrade_pair(crop, "denoise", "target", np.random.default_rng(3), profile, reference="camera")
+    assert np.array_equal(out, out2) and params == params2
+    out3, clean3, _ = degrade_pair(crop, "denoise", "target", np.random.default_rng(3), profile)
+    assert np.array_equal(out3, out) and np.array_equal(clean3, crop)
+    quiet = {"shot_range": (1e-12, 1e-12), "jpeg_enabled": False}
+    nf, ref0, _ = degrade_pair(crop, "denoise", "target", np.random.default_rng(4), profile, "camera", **quiet)
+    assert _psnr(nf, ref0) > 60.0 and _psnr(ref0, crop) < 50.0
+    assert ref.dtype == np.float32 and ref.shape == crop.shape and 0.0 <= ref.min() and ref.max() <= 1.0
+
+
+def test_camera_reference_errors(photo):
+    crop = photo[:64, :64]
+    with pytest.raises(ValueError, match="camera-noise target only"):
+        degrade_pair(crop, "derain", "target", np.random.default_rng(0), reference="camera")
+    with pytest.raises(ValueError, match="unknown reference 'isp'"):
+        degrade_pair(crop, "denoise", "target", np.random.default_rng(0), reference="isp")
 
 
 def _lag1_corr(noise):

@@ -408,6 +408,42 @@ def test_valset_corpus_fixed_split(tmp_path, monkeypatch, capsys):
     assert torch.equal(valset.load_valset(out)[0], deg)  # untouched
 
 
+def test_camera_reference_splits_and_oracle_pairs(tmp_path, monkeypatch, capsys):
+    """--target-reference camera: the same noisy crops (and source pairs), the camera's noise-free rendering as the
+    clean image; for --oracle pairs too. Other uses are one-line errors."""
+    from data_shards import degrade as real_degrade
+
+    _stub_corpus(tmp_path, monkeypatch)
+    photos = write._corpus_api()[0]
+    monkeypatch.setattr(write, "_corpus_api", lambda: (photos, real_degrade))
+    base = ["--corpus", str(tmp_path), "--task", "denoise", "--crop", "32", "--crops-per-image", "2",
+            "--candidates", "4"]
+    a, b = str(tmp_path / "photo"), str(tmp_path / "cam")
+    assert valset.main([*base, "--out", a]) == 0
+    assert valset.main([*base, "--target-reference", "camera", "--out", b]) == 0
+    (da, ca), (db, cb) = valset.load_valset(a), valset.load_valset(b)
+    assert torch.equal(da, db) and not torch.equal(ca, cb)
+    assert all(torch.equal(x, y) for x, y in zip(valset.load_valset(a, "source"), valset.load_valset(b, "source")))
+    assert {it["reference"] for it in json.load(open(os.path.join(b, "manifest.json")))["items"]} == {"camera"}
+    capsys.readouterr()
+    bad = [*base, "--target-reference", "camera", "--out", str(tmp_path / "x")]
+    bad[3] = "derain"
+    assert valset.main(bad) == 2 and "camera-noise target only" in capsys.readouterr().err
+    common = ["--corpus", str(tmp_path), "--task", "denoise", "--tile", "32", "--crops-per-image", "2",
+              "--shuffle-buffer", "0"]
+    po, co = str(tmp_path / "op"), str(tmp_path / "oc")
+    assert _run([*common, "--oracle", "--out", po], capsys)[0] == 0
+    assert _run([*common, "--oracle", "--target-reference", "camera", "--out", co], capsys)[0] == 0
+    by_seed = lambda d: {str(json.loads(s["json"])["seed"]): s for s in _all_samples(d, "syn").values()}  # noqa: E731
+    p, c = by_seed(po), by_seed(co)
+    assert p.keys() == c.keys() and len(p) == 4
+    for k in p:
+        assert np.array_equal(decode_image(p[k]["syn.png"]), decode_image(c[k]["syn.png"]))
+        assert not np.array_equal(decode_image(p[k]["gt.png"]), decode_image(c[k]["gt.png"]))
+        assert json.loads(c[k]["json"])["reference"] == "camera" and "reference" not in json.loads(p[k]["json"])
+    _one_line_error(*_run([*common, "--target-reference", "camera", "--out", str(tmp_path / "y")], capsys), "--oracle")
+
+
 def test_textured_crop_rule():
     img = np.zeros((100, 100, 3), np.float32)
     img[:, 50:] = np.random.default_rng(0).random((100, 50, 3))  # right half textured, left half flat

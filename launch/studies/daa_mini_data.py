@@ -155,8 +155,9 @@ def _manifest_facts(path: Path) -> object:
     if "streams" in m:  # shards: the tar files are written with mtime 0, so their checksums are the content
         return {k: [s.get("sha256") for s in v["shards"]] for k, v in sorted(m["streams"].items())}
     base = lambda v: Path(v).name if isinstance(v, str) else v  # noqa: E731 - a clone's location is not content
-    return [{k: base(it.get(k)) for k in ("name", "file", "box", "seed", "input_file", "gt_file")}
-            for it in m["items"]]
+    keys = ("name", "file", "box", "seed", "input_file", "gt_file")
+    return [{**{k: base(it.get(k)) for k in keys}, **({"reference": it["reference"]} if "reference" in it else {})}
+            for it in m["items"]]  # a split's clean images are part of what it is (photo splits predate the key)
 
 
 def digest(*paths: Path) -> str:
