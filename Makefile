@@ -18,7 +18,8 @@ SHARED ?= $(CURDIR)/../shared/data
 NOISE_STATS = $(if $(wildcard $(SHARED)/real_noise_polyu),--pairs "PolyU (real, camera JPEG)=$(SHARED)/real_noise_polyu") \
 	$(if $(wildcard $(SHARED)/real_degraded_samples/denoising),--noisy "SIDD crops (real, sRGB PNG)=$(SHARED)/real_degraded_samples/denoising") \
 	--synthetic "AWGN σ 25/255 (source)=denoise:source:sigma=0.098" --synthetic "camera noise + JPEG (noise)=denoise:target" \
-	--synthetic "calibrated camera noise (camnoise)=denoise:target:profile=sidd"
+	--synthetic "calibrated camera noise (camnoise)=denoise:target:profile=sidd" \
+	--synthetic "camera noise + JPEG, camera reference (noise, round 2)=denoise:target:reference=camera"
 
 .PHONY: install wheel-check test test-faults test-slurm lint bench bench-step data demo demo-quick reproduce reproduce-verdicts reproduce-quick clean-venv
 

@@ -162,7 +162,7 @@ def _polyu(folder: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
 def synthetic_sets(photos: str, specs: list[str], crops: int, seed: int) -> list[tuple[str, list, list]]:
     """`name=task:domain[:key=value;...]` (values in JSON, or bare words such as profile=sidd) → (name, noisy, clean)
     over fixed 256² crops of the corpus's pool E."""
-    from .degrade import degrade
+    from .degrade import degrade_pair
     from .photos import load_manifest
 
     entries = [e for e in load_manifest(photos) if e.get("split") == "E"]
@@ -188,14 +188,15 @@ def synthetic_sets(photos: str, specs: list[str], crops: int, seed: int) -> list
                 kw[k] = json.loads(v)
             except json.JSONDecodeError:
                 kw[k] = v  # a bare word, e.g. profile=sidd
-        noisy = []
+        noisy, clean = [], []
         for i, c in enumerate(base):
-            try:
-                d, _ = degrade(c, parts[0], parts[1], np.random.default_rng(seed * 100_003 + i), **kw)
+            try:  # reference=camera: pair against the camera's noise-free rendering (noisy − clean = the noise)
+                d, r, _ = degrade_pair(c, parts[0], parts[1], np.random.default_rng(seed * 100_003 + i), **kw)
             except (ValueError, TypeError) as e:
                 raise SystemExit(f"error: --synthetic {spec!r}: {e}") from None
             noisy.append(np.round(np.clip(d, 0, 1) * 255) / 255)
-        out.append((name, noisy, base))
+            clean.append(np.round(np.clip(r, 0, 1) * 255) / 255)
+        out.append((name, noisy, clean))
     return out
 
 
@@ -206,7 +207,8 @@ def main(argv=None) -> int:
     p.add_argument("--noisy", action="append", default=[], metavar="NAME=DIR",
                    help="a folder of noisy images without ground truth (flat-block estimator only)")
     p.add_argument("--synthetic", action="append", default=[], metavar="NAME=TASK:DOMAIN[:k=v;...]",
-                   help="a degradation of the corpus's pool-E crops, e.g. 'awgn25=denoise:source:sigma=0.098'")
+                   help="a degradation of the corpus's pool-E crops, e.g. 'awgn25=denoise:source:sigma=0.098'; "
+                        "'reference=camera' pairs camera noise with the camera's noise-free rendering")
     p.add_argument("--photos", default=".data/photos")
     p.add_argument("--crops", type=int, default=4, help="256² crops per pool-E photo for --synthetic")
     p.add_argument("--seed", type=int, default=0)

@@ -15,7 +15,8 @@ the crop (ISP of the noise-free mosaic, as in real noisy/clean pairs) instead of
 `source_clean/` for the source pair, and the noisy crops are the same as without the option.
 
 Layout: `degraded/NNNNN.png`, `clean/NNNNN.png`, `source/NNNNN.png` (corpus only), `source_clean/NNNNN.png` (camera
-reference only), `manifest.json` (one entry per item: photo, crop box, seed, degradation parameters). `load_valset(dir)` returns the (N,3,H,W) float32 tensors.
+reference only), `manifest.json` (one entry per item: photo, crop box, seed, degradation parameters).
+`load_valset(dir)` returns the (N,3,H,W) float32 tensors.
 """
 from __future__ import annotations
 

@@ -82,3 +82,21 @@ def test_cli_table(tmp_path, capsys):
     assert "| toy | pairs | 2 |" in out and "| toy | flat | 2 |" in out
     with pytest.raises(SystemExit):
         ns.main(["--pairs", f"none={tmp_path / 'missing'}"])
+
+
+def test_synthetic_sets_pair_with_the_camera_reference(monkeypatch, tmp_path):
+    """reference=camera pairs the noisy crops with the camera's noise-free rendering: the same noisy images, other
+    clean ones, and a noise-free degradation then measures no noise at all."""
+    from PIL import Image
+
+    from data_shards import photos as photos_mod
+
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (300, 300, 3)).astype(np.uint8)).save(tmp_path / "e.png")
+    monkeypatch.setattr(photos_mod, "load_manifest", lambda d: [{"file": "e.png", "split": "E"}])
+    quiet = "shot_range=[1e-12,1e-12];jpeg_enabled=false"
+    (_, n0, c0), (_, n1, c1), (_, n2, c2) = ns.synthetic_sets(
+        str(tmp_path), ["a=denoise:target", "b=denoise:target:reference=camera", f"c=denoise:target:{quiet};"
+                        "reference=camera"], 1, 0)
+    assert np.array_equal(n0[0], n1[0]) and not np.array_equal(c0[0], c1[0])
+    assert np.abs(n2[0] - c2[0]).max() <= 1 / 255 + 1e-6 < np.abs(n2[0] - c0[0]).max()
