@@ -236,6 +236,10 @@ def test_per_photo_table():
     assert "| photo | crops | input | baseline | oracle | oracle − baseline |" in md
     assert "| a | 2 | 21.00 | 25.50 | 30.00 | +4.50 |" in md and "| b | 1 | 18.00 | 21.00 | 21.00 | +0.00 |" in md
     assert "by_photo" not in summarize("noise", "t", inputs, rs, ["baseline"], "val")
+    t2 = summarize("noise", "t", inputs, rs, ["baseline", "oracle"], "val", photos=photos,
+                   roundtrip=[40.0, 30.0, 50.0])["by_photo"]
+    assert t2["noise-free round trip"] == {"a": 35.0, "b": 50.0}
+    assert "| a | 2 | 21.00 | 35.00 | 25.50 | 30.00 | +4.50 |" in by_photo_md(t2)
     with pytest.raises(ValueError, match="split changed"):
         summarize("noise", "t", inputs, rs, ["baseline"], "val", photos=["a", "b"])
 

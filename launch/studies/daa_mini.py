@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import daa_mini_scoring as scoring  # noqa: E402
 from daa_mini_data import Task, digest, log, paths_only, polyu_split, prepare_data, sh  # noqa: E402
 from daa_mini_report import diagnose_seeds_md, report, summarize, table_md, verdict  # noqa: E402
 
@@ -169,64 +170,12 @@ def train_run(run_dir: Path, sets: list[str], threads: int) -> float:
     return secs
 
 
-_EVAL_LOCK = threading.Lock()
-PSNR_CAP = 60.0
-"""Per-image PSNR is capped here: a source-test crop drawn with σ≈0 is its own clean image (PSNR = ∞), which would
-make the input row's mean infinite. 60 dB is above what a 1-LSB error in every 8-bit pixel gives (58.9 dB)."""
-
-
-def _psnr(pred, target):
-    import numpy as np
-
-    from daa import metrics
-
-    return np.minimum(metrics.psnr(pred, target), PSNR_CAP)
-
-
-def evaluate_split(net, meta, split: Path, domain: str, y_metric: bool) -> dict:
-    import numpy as np
-
-    from daa import metrics
-    from daa.training.evaluation import restore_batches
-    from data_shards.valset import load_valset
-
-    x, y = load_valset(str(split), domain=domain)
-    r = restore_batches(net, x, tuple(meta["value_range"]), "cpu", batch=8).clamp(0, 1)
-    out = {"psnr": _psnr(r, y).tolist(), "ssim": metrics.ssim(r, y).tolist()}
-    if y_metric:
-        out["psnr_y"] = metrics.psnr_y(r, y).tolist()
-    return {k: float(np.mean(v)) for k, v in out.items()} | {"psnr_each": out["psnr"], "n": len(x)}
-
-
 def evaluate_run(run_dir: Path, paths: dict[str, Path], task: str, split: str) -> dict:
-    import torch
-
-    from daa.export import load_restorer
-
-    with _EVAL_LOCK:  # evaluation is short; one at a time keeps the training slot's core free
-        torch.set_num_threads(1)
-        net, meta = load_restorer(run_dir / "export" / "restorer_ema.safetensors")
-        with torch.no_grad():
-            return {"target": evaluate_split(net, meta, paths[split], "target", TASKS[task].y_metric),
-                    "source": evaluate_split(net, meta, paths[f"source_{split}"], "source", TASKS[task].y_metric)}
+    return scoring.evaluate_run(run_dir, paths, split, TASKS[task].y_metric)
 
 
 def input_result(paths: dict[str, Path], task: str, split: str = "test") -> dict:
-    import numpy as np
-
-    from daa import metrics
-    from data_shards.valset import load_valset
-
-    res = {}
-    for key, sp, domain in (("target", paths[split], "target"), ("source", paths[f"source_{split}"], "source")):
-        x, y = load_valset(str(sp), domain=domain)
-        each = _psnr(x, y)
-        d = {"psnr": float(np.mean(each)), "ssim": float(np.mean(metrics.ssim(x, y))), "n": len(x),
-             "psnr_each": each.tolist()}
-        if TASKS[task].y_metric:
-            d["psnr_y"] = float(np.mean(metrics.psnr_y(x, y)))
-        res[key] = d
-    return res
+    return scoring.input_result(paths, split, TASKS[task].y_metric)
 
 
 _RUN_LOCKS: dict[str, threading.Lock] = {}
@@ -430,10 +379,11 @@ def main(argv=None) -> int:
         rs = [results[(st.task, arm, s, st.eval_split)] for arm in st.arms for s in st.seeds
               if (st.task, arm, s, st.eval_split) in results]
         t = TASKS[st.task]
-        photos = split_photos(paths[st.task][st.eval_split]) if st.by_photo else None
+        photos = scoring.split_photos(paths[st.task][st.eval_split]) if st.by_photo else None
+        trip = scoring.roundtrip_each(paths[st.task], st.eval_split) if st.by_photo else None
         inputs = input_result(paths[st.task], st.task, st.eval_split)
         summaries.append(summarize(st.task, st.title or t.title, inputs, rs, [(arm.name, arm.row) for arm in st.arms],
-                                   st.split, t.y_metric, st.name, photos))
+                                   st.split, t.y_metric, st.name, photos, trip))
     report(out, summaries, resolve(a.report_dir) if a.report_dir else None)
     diagnostics(out, studies, paths, results, resolve(a.report_dir) if a.report_dir else None, a.report_only)
     log(f"DAA-mini done in {time.time() - t0:.0f} s (results in {out})")
@@ -444,11 +394,6 @@ def split_paths(paths: dict[str, Path], split: str) -> dict[str, Path]:
     """A task's paths as a run scored on `split` sees them: on a camera-reference split the oracle trains on the
     camera-reference pairs."""
     return {**paths, "oracle": paths["oracle_cam"]} if split.endswith("_cam") else paths
-
-
-def split_photos(split: Path) -> list[str]:
-    """The photo each crop of a valset split was cut from, in the split's order (its manifest)."""
-    return [it.get("name", "?") for it in json.loads((split / "manifest.json").read_text())["items"]]
 
 
 def diagnostics(out: Path, studies: list[Study], paths: dict, results: dict, report_dir: Path | None,

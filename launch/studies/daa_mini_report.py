@@ -18,10 +18,12 @@ def _ms(xs: list[float]) -> tuple[float, float]:
 
 
 def summarize(task: str, title: str, inputs: dict, results: list[dict], arms: list, split: str = "test",
-              y_metric: bool = False, study: str | None = None, photos: list[str] | None = None) -> dict:
+              y_metric: bool = False, study: str | None = None, photos: list[str] | None = None,
+              roundtrip: list[float] | None = None) -> dict:
     """Rows: the input, then every arm of `arms` (run names, or (run name, row label) pairs) that has results
     (mean ± sample std over seeds). `photos` (the photo each crop of the target split was cut from, in order) adds
-    the per-photo table."""
+    the per-photo table; `roundtrip` (camera noise: per crop, the camera's noise-free rendering against the photo) a
+    column of it."""
     rows = {"input": {"target": (inputs["target"]["psnr"], 0.0), "target_ssim": inputs["target"]["ssim"],
                       "source": (inputs["source"]["psnr"], 0.0), "n": 0}}
     if y_metric:
@@ -46,11 +48,15 @@ def summarize(task: str, title: str, inputs: dict, results: list[dict], arms: li
         v["status"] = "validation split: no verdict"  # verdicts are read on the test split only
     out = {"study": study or task, "task": task, "title": title, "split": split, "rows": rows, "verdict": v}
     if photos is not None:
-        out["by_photo"] = by_photo(photos, inputs["target"]["psnr_each"], results, arms)
+        out["by_photo"] = by_photo(photos, inputs["target"]["psnr_each"], results, arms, roundtrip)
     return out
 
 
-def by_photo(photos: list[str], input_each: list[float], results: list[dict], arms: list) -> dict:
+ROUNDTRIP = "noise-free round trip"
+
+
+def by_photo(photos: list[str], input_each: list[float], results: list[dict], arms: list,
+             roundtrip: list[float] | None = None) -> dict:
     """{row: {photo: mean target PSNR}}: each run's crops averaged per photo, then the mean over seeds. Headroom and
     gains differ a lot between photos, so a split of a few photos can over- or under-state them (docs/RESULTS.md)."""
     def per_photo(each: list[float]) -> dict[str, float]:
@@ -62,6 +68,8 @@ def by_photo(photos: list[str], input_each: list[float], results: list[dict], ar
         return {p: sum(v) / len(v) for p, v in acc.items()}
 
     table = {"input": per_photo(input_each)}
+    if roundtrip is not None:
+        table[ROUNDTRIP] = per_photo(roundtrip)
     for arm in arms:
         name, label = arm if isinstance(arm, tuple) else (arm, arm)
         runs = [per_photo(r["target"]["psnr_each"]) for r in results if r["variant"] == name]
