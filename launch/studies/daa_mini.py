@@ -398,9 +398,9 @@ def split_paths(paths: dict[str, Path], split: str) -> dict[str, Path]:
 
 def diagnostics(out: Path, studies: list[Study], paths: dict, results: dict, report_dir: Path | None,
                 report_only: bool) -> None:
-    """daa.diagnose on every seed of the named arms (the study's validation pairs), cached as diagnose.json in the
-    run folder: the full table for the first seed, then one row per seed next to that seed's gain over the
-    baseline."""
+    """daa.diagnose on every seed of the named arms (the study's validation pairs), cached in the run folder
+    (diagnose.json, or diagnose_val_cam.json on the camera-reference pairs): the full table for the first seed,
+    then one row per seed next to that seed's gain over the baseline."""
     from daa.diagnose import Probe
     from daa.diagnose import table_md as diag_table
 
@@ -411,11 +411,11 @@ def diagnostics(out: Path, studies: list[Study], paths: dict, results: dict, rep
             seed_rows = []
             for seed in st.seeds:
                 run = out / st.task / name / f"s{seed}"
-                js = run / "diagnose.json"
+                pairs = "val" + st.eval_split[len(st.split):]  # diagnosed on the validation pairs the study uses
+                js = run / ("diagnose.json" if pairs == "val" else f"diagnose_{pairs}.json")
                 if not js.is_file() and not report_only and (run / "done").is_file():
                     subprocess.run([sys.executable, "-m", "daa.diagnose", str(run), "--pairs",
-                                    str(paths[st.task]["val" + st.eval_split[len(st.split):]]), "--threads", "1",
-                                    "--json", str(js)], cwd=ROOT,
+                                    str(paths[st.task][pairs]), "--threads", "1", "--json", str(js)], cwd=ROOT,
                                    check=True, stdout=subprocess.DEVNULL)
                 if not js.is_file():
                     continue
