@@ -421,7 +421,7 @@ def diagnostics(out: Path, studies: list[Study], paths: dict, results: dict, rep
                     continue
                 d = json.loads(js.read_text())
                 if seed == min(st.seeds):
-                    md += [f"#### `{st.task}/{name}` (seed {seed}, α={d['alpha']:.3f}, validation pairs)", "",
+                    md += [f"#### `{st.task}/{name}` (seed {seed}, α={d['alpha']:.3f}, {pairs} pairs)", "",
                            diag_table({k: Probe(**v) for k, v in d["rows"].items()}), ""]
                 row = {"run": f"{st.task}/{name}", "seed": seed, "all": d["rows"]["all"]}
                 arm = next((a for a in st.arms if a.name == name), None)
