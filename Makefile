@@ -73,7 +73,7 @@ reproduce: install
 	$(PY) -m data_shards.noise_stats $(NOISE_STATS) --json docs/results/noise_stats.json > docs/results/noise_stats.md
 	$(PY) launch/studies/daa_mini.py --plan launch/studies/plans/daa_mini.yaml --report-dir docs/results
 
-# only the two test studies (and the runs they reuse): the verdict tables, written to runs/daa_mini/summary.md
+# only the test studies (and the runs they reuse): the verdict tables, written to runs/daa_mini/summary.md
 reproduce-verdicts: install
 	$(PY) -m data_shards.photos --out .data/photos
 	$(PY) launch/studies/daa_mini.py --plan launch/studies/plans/daa_mini.yaml --studies rain,noise,noise-r2
