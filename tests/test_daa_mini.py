@@ -134,6 +134,24 @@ def test_bad_arguments_are_one_line_errors(argv, words, tmp_path):
     assert not (tmp_path / "d").exists() and not (tmp_path / "o").exists()  # refused before touching anything
 
 
+def test_plan_without_polyu_pairs_skips_its_polyu_studies(tmp_path, capsys):
+    """`make reproduce` on a machine without the PolyU pairs runs the rest of the plan; naming a PolyU study is an
+    error. --report-only keeps it cheap: nothing is trained, and the other study stops at its missing split."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("""studies:
+  - {name: real, task: polyu, split: val, seeds: [0], arms: [{name: baseline}]}
+  - {name: synth, task: noise, split: val, seeds: [0], arms: [{name: baseline}]}
+""")
+    common = ["--plan", str(plan), "--polyu", str(tmp_path / "nope"), "--data", str(tmp_path / "d"),
+              "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as e:
+        daa_mini.main([*common, "--studies", "real"])
+    assert str(e.value).startswith("error: task polyu needs the PolyU pairs")
+    with pytest.raises(FileNotFoundError, match="noise/val"):  # went on to the other study (it has no data here)
+        daa_mini.main([*common, "--report-only"])
+    assert "skipping real: no PolyU pairs" in capsys.readouterr().out
+
+
 def test_table_with_one_seed_says_so():
     inputs = {k: {"psnr": 20.0, "ssim": 0.5} for k in ("target", "source")}
     results = [{"variant": v, "seed": 0, "target": {"psnr": p, "ssim": 0.6}, "source": {"psnr": 24.0, "ssim": 0.7}}

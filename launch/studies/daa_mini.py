@@ -336,6 +336,12 @@ def main(argv=None) -> int:
         if unknown:
             raise SystemExit(f"error: --studies: {', '.join(unknown)} not in the plan")
         studies = [st for st in studies if st.name in want]
+    elif a.plan and polyu is None and any(st.task == "polyu" for st in studies):
+        # the PolyU pairs are not part of the product (a user's machine may not have them): a whole plan runs
+        # without its PolyU studies; naming one in --studies still needs the pairs (the error below)
+        skipped = [st.name for st in studies if st.task == "polyu"]
+        log(f"skipping {', '.join(skipped)}: no PolyU pairs at --polyu {a.polyu}")
+        studies = [st for st in studies if st.task != "polyu"]
     tasks = list(dict.fromkeys(st.task for st in studies))
     if "polyu" in tasks and polyu is None:
         raise SystemExit(f"error: task polyu needs the PolyU pairs: --polyu {a.polyu} is not a folder")
