@@ -66,12 +66,25 @@ demo: install
 demo-quick: install
 	$(PY) launch/studies/demo.py --quick --out runs/demo-quick
 
+# how much fine detail each final restorer keeps, per photo of the test split (docs/RESULTS.md §5)
+DETAIL_CAMNOISE = --task camnoise --split test_cam --arms baseline-ema,daa-a3-ema-dlr1e-4,oracle-ema-cam \
+	--title "Denoising round 3 (camnoise, camera reference), test split"
+DETAIL_NOISE = --task noise --split test_cam --arms baseline-ema,daa-a3-ema-dlr1e-4,oracle-ema-cam \
+	--title "Denoising round 2 (noise, camera reference), test split"
+DETAIL_CAMNOISE_VAL = --task camnoise --split val_cam --arms baseline-ema,daa-a3-ema-dlr1e-4,oracle-ema-cam \
+	--title "Denoising round 3 (camnoise, camera reference), validation split"
+DETAIL_RAIN = --task rain --split test --arms baseline,daa-a3,oracle --title "Deraining, test split"
+
 # DAA-mini: the paper's claim at CPU scale (every study of the plan, ~6 h on 2 cores; resumable: a rerun
 # trains only what is missing). Tables and plots go to docs/results/; docs/RESULTS.md discusses them.
 reproduce: install
 	$(PY) -m data_shards.photos --out .data/photos
 	$(PY) -m data_shards.noise_stats $(NOISE_STATS) --json docs/results/noise_stats.json > docs/results/noise_stats.md
 	$(PY) launch/studies/daa_mini.py --plan launch/studies/plans/daa_mini.yaml --report-dir docs/results
+	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMNOISE) --md docs/results/detail.md
+	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_NOISE) --md docs/results/detail.md --append
+	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMNOISE_VAL) --md docs/results/detail.md --append
+	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_RAIN) --md docs/results/detail.md --append
 
 # only the test studies (and the runs they reuse): the verdict tables, written to runs/daa_mini/summary.md
 reproduce-verdicts: install
