@@ -75,7 +75,7 @@ DETAIL_CAMNOISE_VAL = --task camnoise --split val_cam --arms baseline-ema,daa-a3
 	--title "Denoising round 3 (camnoise, camera reference), validation split"
 DETAIL_RAIN = --task rain --split test --arms baseline,daa-a3,oracle --title "Deraining, test split"
 
-# DAA-mini: the paper's claim at CPU scale (every study of the plan, ~6 h on 2 cores; resumable: a rerun
+# DAA-mini: the paper's claim at CPU scale (every study of the plan, ~8.5 h on 2 cores; resumable: a rerun
 # trains only what is missing). Tables and plots go to docs/results/; docs/RESULTS.md discusses them.
 reproduce: install
 	$(PY) -m data_shards.photos --out .data/photos
