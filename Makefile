@@ -73,6 +73,9 @@ DETAIL_NOISE = --task noise --split test_cam --arms baseline-ema,daa-a3-ema-dlr1
 	--title "Denoising round 2 (noise, camera reference), test split"
 DETAIL_CAMNOISE_VAL = --task camnoise --split val_cam --arms baseline-ema,daa-a3-ema-dlr1e-4,oracle-ema-cam \
 	--title "Denoising round 3 (camnoise, camera reference), validation split"
+NOISE_ARMS = baseline-ema,daa-a3-ema,daa-a3-ema-dlr1e-4,no-tricks-a3-ema-dlr1e-4,cs-only-a3-ema-dlr1e-4
+DETAIL_NOISE_ARMS = --task noise --split val_cam --seeds 0 --arms $(NOISE_ARMS),detach-neg-a3-ema-dlr1e-4,oracle-ema-cam \
+	--title "Denoising (noise, camera reference): every DAA variant, validation split, seed 0"
 DETAIL_RAIN = --task rain --split test --arms baseline,daa-a3,oracle --title "Deraining, test split"
 
 # DAA-mini: the paper's claim at CPU scale (every study of the plan, ~8.5 h on 2 cores; resumable: a rerun
@@ -84,6 +87,7 @@ reproduce: install
 	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMNOISE) --md docs/results/detail.md
 	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_NOISE) --md docs/results/detail.md --append
 	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMNOISE_VAL) --md docs/results/detail.md --append
+	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_NOISE_ARMS) --md docs/results/detail.md --append
 	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_RAIN) --md docs/results/detail.md --append
 
 # only the test studies (and the runs they reuse): the verdict tables, written to runs/daa_mini/summary.md
