@@ -18,6 +18,10 @@ what would help, per quartile of the diffusion step t:
 A per-pixel cosine between two unrelated directions in D dimensions is of the order 1/√D (64² RGB crops: ±0.01), so
 read cos(−∇, y_r−ŷ_r) against that scale.
 
+- **smoothing**: cos(−∇, blur(ŷ_r) − ŷ_r) — does the noise loss pull R's real output toward a smoother image (Gaussian
+  σ 1.5 px)? — next to cos(y_r − ŷ_r, blur(ŷ_r) − ŷ_r), how much smoothing the clean image itself asks for. A first
+  far above the second: the adaptation signal smooths more than the truth wants, and R loses detail.
+
 Source pairs: the split's own source-degraded copies (corpus splits written by data_shards.valset), else `--source
 SPLIT`, else — for denoising — the run's on-the-fly AWGN (σ ~ U[data.awgn_sigma]) on other clean crops of the split.
 The real and the synthetic crop of a batch row come from different images, as in training. Nothing is trained and
@@ -33,6 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from .objective import DAAObjective, StepDraws, charbonnier
 
@@ -57,6 +62,10 @@ class Probe:
     """cos(∇θ(L_pix + αL_noise), ∇θ L_oracle) − cos(∇θ L_pix, ∇θ L_oracle)"""
     norm_ratio: float
     """‖∇θ αL_noise‖ / ‖∇θ L_pix‖"""
+    cos_smooth: float = math.nan
+    """cos(−∂(αL_noise)/∂ŷ_r, blur(ŷ_r) − ŷ_r): > 0, the noise loss pulls R's real output toward a smoother image"""
+    cos_truth_smooth: float = math.nan
+    """cos(y_r − ŷ_r, blur(ŷ_r) − ŷ_r), the reference: how far the way to the clean image is itself smoothing"""
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -71,6 +80,23 @@ def _per_sample_cos(a: torch.Tensor, b: torch.Tensor) -> float:
     if not bool(ok.any()):
         return float("nan")
     return float(((a * b).sum(1)[ok] / (na[ok] * nb[ok])).mean())
+
+
+SMOOTH_SIGMA = 1.5
+"""Gaussian σ (px) of the smoothing direction; the same scale as the detail measurement of the DAA-mini report."""
+
+
+def smoothing_direction(y: torch.Tensor, sigma: float = SMOOTH_SIGMA) -> torch.Tensor:
+    """blur(y) − y for (N,C,H,W) images (separable Gaussian, reflect padding): the step that makes y smoother."""
+    r = int(math.ceil(3 * sigma))
+    x = torch.arange(-r, r + 1, dtype=y.dtype, device=y.device)
+    k = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    k = k / k.sum()
+    c = y.shape[1]
+    b = F.pad(y, (r, r, r, r), mode="reflect")
+    b = F.conv2d(b, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    b = F.conv2d(b, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return b - y
 
 
 def _flat(grads) -> torch.Tensor:
@@ -110,8 +136,10 @@ def probe_batch(obj: DAAObjective, x_s: torch.Tensor, y_s: torch.Tensor, x_r: to
     if grads is not None:
         for k, g in (("noise", g_noise), ("src", g_src), ("oracle", g_or)):
             grads[k] = grads[k] + g if k in grads else g.clone()
+    smooth = smoothing_direction(y_hat_r)
     return Probe(
         cos_real=_per_sample_cos(-g_rr, y_r - y_hat_r), cos_syn=_per_sample_cos(-g_rs, y_s - y_hat_s),
+        cos_smooth=_per_sample_cos(-g_rr, smooth), cos_truth_smooth=_per_sample_cos(y_r - y_hat_r, smooth),
         rms_ratio=rms(g_rr) / max(rms(g_pix), 1e-30),
         cos_oracle=_cos(g_noise, g_or), cos_source=_cos(g_noise, g_src), cos_source_oracle=_cos(g_src, g_or),
         delta_cos_total=_cos(g_src + g_noise, g_or) - _cos(g_src, g_or),
@@ -175,13 +203,19 @@ def run_probes(obj: DAAObjective, pairs: dict[str, torch.Tensor], alpha: float, 
     return out
 
 
+def fmt(v: float, spec: str = "+.3f") -> str:
+    """A table cell; '–' for a statistic a cached result predates (nan)."""
+    return "–" if v is None or math.isnan(v) else format(v, spec)
+
+
 def table_md(res: dict[str, Probe]) -> str:
     lines = ["| t | cos(−∇, y_r−ŷ_r) | cos syn | RMS ratio | cos θ: oracle | cos θ: source | cos θ: source·oracle | "
-             "Δcos total→oracle | ‖∇θ noise‖/‖∇θ pix‖ |", "|---|---|---|---|---|---|---|---|---|"]
+             "Δcos total→oracle | ‖∇θ noise‖/‖∇θ pix‖ | cos(−∇, blur−ŷ_r) | cos(y_r−ŷ_r, blur−ŷ_r) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for k, p in res.items():
         lines.append(f"| {k} | {p.cos_real:+.3f} | {p.cos_syn:+.3f} | {p.rms_ratio:.3f} | {p.cos_oracle:+.3f} | "
                      f"{p.cos_source:+.3f} | {p.cos_source_oracle:+.3f} | {p.delta_cos_total:+.4f} | "
-                     f"{p.norm_ratio:.3f} |")
+                     f"{p.norm_ratio:.3f} | {fmt(p.cos_smooth)} | {fmt(p.cos_truth_smooth)} |")
     return "\n".join(lines)
 
 

@@ -119,6 +119,11 @@ def cli() -> None:
     Everything is written and closed by then. Skipping teardown matters: destroying the c10d/gloo and DataLoader C++
     objects at exit sometimes hits "terminate called without an active exception" (SIGABRT), which the launcher then
     reports as a failed job although training completed."""
+    import faulthandler
+    import signal
+
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints every thread's Python stack: where a hung rank waits
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     rc = main()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -271,8 +271,11 @@ def test_seed_diagnostics_table():
                             {"run": "noise/daa", "seed": 1, "all": {**probe, "cos_oracle": -0.2}}])
     lines = md.splitlines()
     assert len(lines) == 4 and lines[0].startswith("| run | seed | vs baseline (target) |")
-    assert lines[2] == "| noise/daa | 0 | +0.50 | -0.12 | +0.500 | -0.300 | +0.2500 | 0.400 | +0.020 |"
+    assert lines[2] == "| noise/daa | 0 | +0.50 | -0.12 | +0.500 | -0.300 | +0.2500 | 0.400 | +0.020 | – | – |"
     assert lines[3].startswith("| noise/daa | 1 | – | – | -0.200 |")
+    md = diagnose_seeds_md([{"run": "noise/daa", "seed": 0, "all": {**probe, "cos_smooth": 0.31,
+                                                                    "cos_truth_smooth": 0.12}}])
+    assert md.splitlines()[2].endswith("| +0.020 | +0.310 | +0.120 |")
 
 
 def test_camera_reference_study_scores_the_cam_splits():

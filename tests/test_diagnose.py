@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from daa.diagnose import probe_batch, run_probes
+from daa.diagnose import probe_batch, run_probes, smoothing_direction
 from daa.models import build_restorer
 from daa.objective import DAAObjective, ObjectiveConfig, StepDraws
 
@@ -47,7 +47,8 @@ def _setup(pull: str):
     x_r = y_r + 0.2 * torch.randn(b, *shape)
     with torch.no_grad():
         y_hat_r = x_r + r(x_r)
-    z = {"clean": y_r, "away": 2 * y_hat_r - y_r, "none": None}[pull]
+    z = {"clean": y_r, "away": 2 * y_hat_r - y_r, "none": None,
+         "smooth": y_hat_r + smoothing_direction(y_hat_r)}[pull]
     obj = DAAObjective(r, PullDenoiser(y_s, z), ocfg)
     draws = StepDraws(gammas=torch.full((b,), 0.5), swap_pos=torch.zeros(b, dtype=torch.bool), swap_neg=None,
                       noise=torch.randn(b, *shape))
@@ -64,6 +65,31 @@ def test_stub_that_pulls_toward_clean():
     # α scales the noise gradient only
     p2 = probe_batch(obj, x_s, y_s, x_r, y_r, alpha=1.4, draws=d)
     assert p2.rms_ratio == pytest.approx(2 * p.rms_ratio, rel=1e-5)
+
+
+def test_stub_that_pulls_toward_a_blurred_output():
+    obj, x_s, y_s, x_r, y_r, d = _setup("smooth")
+    p = probe_batch(obj, x_s, y_s, x_r, y_r, alpha=1.0, draws=d)
+    assert p.cos_smooth == pytest.approx(1.0, abs=1e-5)
+    assert abs(p.cos_truth_smooth) < 0.5  # random clean images: the truth is not the blurred output
+
+
+def test_smoothing_cosines_agree_when_pulled_to_the_truth():
+    obj, x_s, y_s, x_r, y_r, d = _setup("clean")
+    p = probe_batch(obj, x_s, y_s, x_r, y_r, alpha=1.0, draws=d)
+    assert p.cos_smooth == pytest.approx(p.cos_truth_smooth, abs=1e-5)
+
+
+def test_smoothing_direction():
+    flat = torch.full((1, 3, 16, 16), 0.3)
+    assert smoothing_direction(flat).abs().max() < 1e-6  # nothing to smooth
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 1.0
+    y = (0.5 + 0.2 * (checker - 0.5)).expand(1, 3, 16, 16)
+    s = smoothing_direction(y)
+    # the finest pattern there is: blurring removes almost all of it, so the step is ≈ −(y − mean)
+    cos = torch.nn.functional.cosine_similarity(s.flatten(), -(y - 0.5).flatten(), dim=0)
+    assert cos > 0.99
+    assert smoothing_direction(2 * y).sub(2 * s).abs().max() < 1e-5  # linear
 
 
 def test_stub_that_pushes_away():

@@ -27,6 +27,7 @@ from .distributed import DistInfo, all_reduce_max, all_reduce_mean, any_rank, ba
 from .evaluation import evaluate, save_grid, to_range
 from .levers import apply_levers, to_layout
 from .logger import RunLogger
+from .watchdog import StallWatchdog, stall_limit_s
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DATA_SKIP_SAMPLES = ("corrupt_samples", "incomplete_samples", "size_mismatch")
@@ -334,10 +335,15 @@ class Trainer:
         n_acc, t0, img0 = 0, time.time(), self.images_seen
         bar = _progress(self.dist.is_main, cfg.total_images, self.images_seen)
         final: dict[str, Any] = {}
+        # multi-rank only: one process alone has no collective that could hang
+        dog = (StallWatchdog(stall_limit_s(cfg.dist_timeout_minutes), self.dist.rank, cfg.dist_timeout_minutes).start()
+               if self.dist.world_size > 1 else None)
+        beat = dog.beat if dog is not None else (lambda: None)
         try:
             while self.images_seen < cfg.total_images:
                 before = self.images_seen
                 terms = self.train_step(batches)
+                beat()
                 for k, v in terms.items():
                     acc[k] = acc.get(k, 0.0) + v
                 n_acc += 1
@@ -362,10 +368,12 @@ class Trainer:
                         bar.set_postfix(loss=f"{rec.get('loss', float('nan')):.4f}",
                                         img_s=f"{rec['images_per_s']:.1f}")
                     acc, n_acc, t0, img0, last["log"] = {}, 0, time.time(), self.images_seen, self.images_seen
+                    beat()
                 done = self.images_seen >= cfg.total_images
                 if self.valset is not None and (self.images_seen - last["eval"] >= cfg.eval_every_images or done):
                     final = self.evaluate()
                     last["eval"] = self.images_seen
+                    beat()
                 if self.images_seen - last["ckpt"] >= cfg.ckpt_every_images or done:
                     self.save_checkpoint()
                     last["ckpt"] = self.images_seen
@@ -373,11 +381,15 @@ class Trainer:
                     tag = self.save_checkpoint()
                     self.log.info(f"SIGTERM: saved checkpoint {tag} at {self.images_seen:,} images; exiting")
                     break
+                beat()
+            # corrupt samples the data stream skipped, summed over ranks: reported, never silent (issue #7)
+            counts = all_reduce_mean({k: float(self._data_skips().get(k, 0)) for k in DATA_SKIP_KINDS},
+                                     self.dist.device)
         finally:
+            if dog is not None:
+                dog.stop()
             if bar is not None:
                 bar.close()
-        # corrupt samples the data stream skipped, summed over ranks: reported, never silent (issue #7)
-        counts = all_reduce_mean({k: float(self._data_skips().get(k, 0)) for k in DATA_SKIP_KINDS}, self.dist.device)
         counts = {k: round(v * self.dist.world_size) for k, v in counts.items()}
         detail = ", ".join(f"{k}={v}" for k, v in counts.items() if v) or "none"
         self.log.info(f"finished: {self.images_seen:,} images, {self.skipped_steps} skipped micro-steps, "

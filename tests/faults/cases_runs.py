@@ -15,6 +15,7 @@ from faultlib import (
     PREEMPT,
     PY,
     ROOT,
+    TINY,
     CaseFailed,
     Ctx,
     Row,
@@ -209,7 +210,12 @@ def case_rank_dies(ctx: Ctx, how: str) -> Row:
         try:
             procs[0].wait(timeout=timeout_min * 60 + 60)
         except subprocess.TimeoutExpired:
-            raise CaseFailed(f"rank 0 still running {time.time() - t0:.0f} s after rank 1 {how}") from None
+            os.kill(procs[0].pid, signal.SIGUSR1)  # daa-train dumps its threads' stacks: where rank 0 waits
+            time.sleep(2)
+            log0 = (ctx.tmp / f"rank_{how}_rank0.log").read_text()
+            where = [x.strip() for x in log0.splitlines() if x.strip().startswith("File ")][:6]
+            raise CaseFailed(f"rank 0 still running {time.time() - t0:.0f} s after rank 1 {how}; "
+                             f"its stack: {' <- '.join(where)}") from None
         dt = time.time() - t0
     finally:
         for p in procs:
@@ -229,6 +235,53 @@ def case_rank_dies(ctx: Ctx, how: str) -> Row:
                "rank 0 exits non-zero with one error line within timeout + 60 s; restart resumes",
                f"rank 0 exit {procs[0].returncode} after {dt:.1f} s: \"{errs[0][:260]}\"; resumed from {complete[-1]}",
                True)
+
+
+def case_rank_stalls(ctx: Ctx) -> Row:
+    """Rank 1 blocks outside any collective (its data read never returns): no collective timeout can end it, the
+    trainer's stall watchdog must (twice the timeout: 30 s here, at least timeout + 30 s = 45 s)."""
+    d = ctx.tmp / "rank_stalls"
+    timeout_min, step = 0.25, 12
+    port = _port()
+    procs = []
+    for r in range(2):
+        env = _env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(port))
+        cmd = [PY, str(Path(__file__).with_name("stall_worker.py")), str(step), *TINY, f"run.run_dir={d}",
+               *PREEMPT, f"run.dist_timeout_minutes={timeout_min}"]
+        procs.append(start(cmd, ctx.tmp / f"rank_stalls_rank{r}.log", env=env))
+    limit = 60 * timeout_min + max(60 * timeout_min, 30)
+    try:
+        hit = wait_for(lambda: (ctx.tmp / "rank_stalls_rank1.log").read_text().count("blocks at micro-step") > 0,
+                       procs[1], 120)
+        check(hit, "rank 1 ended before it stalled")
+        t0 = time.time()
+        for p in procs:
+            try:
+                p.wait(timeout=limit + 60)
+            except subprocess.TimeoutExpired:
+                raise CaseFailed(f"a rank still running {time.time() - t0:.0f} s after rank 1 stalled") from None
+        dt = time.time() - t0
+    finally:
+        for p in procs:
+            killpg(p)
+            p.wait()
+    logs = [(ctx.tmp / f"rank_stalls_rank{r}.log").read_text() for r in range(2)]
+    errs = [error_lines(x) for x in logs]
+    check(all(p.returncode == 3 for p in procs), f"exit statuses {[p.returncode for p in procs]}, expected 3 and 3")
+    check(all(len(e) == 1 for e in errs) and not any("Traceback" in x for x in logs),
+          f"not one error line per rank: {[tail(x, 2) for x in logs]}")
+    check("no training progress" in errs[1][0], f"rank 1 did not report the stall: {errs[1][0][:160]}")
+    complete, _ = ckpt_state(d)
+    p = run(train_cmd(d, *PREEMPT, f"run.dist_timeout_minutes={timeout_min}"))
+    check(p.returncode == 0, f"restart failed: {tail(p.stderr, 3)}")
+    check(f"resumed from {complete[-1]}" in (d / "log.txt").read_text(), "restart did not resume")
+    return Row("rank dies: rank 1 stalls outside collectives", "2 srun-style ranks, dist_timeout 15 s; rank 1's data "
+               f"read blocks forever at micro-step {step} (no collective waits on it); restart with torchrun",
+               f"both ranks exit non-zero with one error line each: rank 0 by the collective timeout, rank 1 by the "
+               f"stall watchdog ({limit:.0f} s); restart resumes",
+               f"both exit 3 within {dt:.1f} s; rank 0: \"{errs[0][0][:120]}\"; rank 1: \"{errs[1][0][:170]}\"; "
+               f"resumed from {complete[-1]}", True)
 
 
 def case_agent_kills(ctx: Ctx) -> Row:

@@ -14,6 +14,7 @@ from cases_runs import (
     case_agent_kills,
     case_half_written,
     case_rank_dies,
+    case_rank_stalls,
     case_sigkill,
     case_sigterm,
     case_sigterm_workers,
@@ -54,6 +55,11 @@ def test_half_written_checkpoint(ctx, record):
 @pytest.mark.parametrize("how", ["killed", "hung"])
 def test_rank_dies(ctx, record, how):
     record(case_rank_dies(ctx, how), f"rank {how}")
+
+
+@FULL
+def test_rank_stalls_outside_collectives(ctx, record):
+    record(case_rank_stalls(ctx), "rank stalls")
 
 
 @FULL
