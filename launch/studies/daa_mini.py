@@ -62,11 +62,17 @@ VARIANTS: dict[str, list[str]] = {
 ALL_VARIANTS = list(VARIANTS)
 MAIN_VARIANTS = ["baseline", "daa", "oracle"]
 
+CAMERA_TASKS = ("noise", "camnoise", "camdim", "camdark")
+"""Synthetic camera-noise tasks: they have the camera's own rendering as a reference (`reference: camera`)."""
 SOURCE_TASK = "noise"
 """The corpus denoising task whose AWGN source splits the polyu task borrows."""
 TASKS = {
     "camnoise": Task("denoise", "Denoising, camera noise calibrated on real sRGB noise (lossless)",
                      tuple(MAIN_VARIANTS), profile="sidd"),
+    "camdim": Task("denoise", "Denoising, calibrated camera noise in dim light (lossless)", tuple(MAIN_VARIANTS),
+                   profile="sidd-dim", in_default=False),
+    "camdark": Task("denoise", "Denoising, calibrated camera noise in the dark (lossless)", tuple(MAIN_VARIANTS),
+                    profile="sidd-dark", in_default=False),
     "noise": Task("denoise", "Denoising, camera noise + JPEG", tuple(MAIN_VARIANTS)),
     "polyu": Task("denoise", "Denoising, real camera noise (PolyU)", tuple(MAIN_VARIANTS)),
     "rain": Task("derain", "Deraining, realistic rain target", tuple(ALL_VARIANTS), y_metric=True),
@@ -263,9 +269,9 @@ def check_study(st: Study) -> None:
         raise SystemExit(f"error: unknown task {st.task!r}; choose from {', '.join(TASKS)}")
     if st.split not in ("val", "test"):
         raise SystemExit(f"error: study {st.name}: split must be val or test, got {st.split!r}")
-    if st.reference not in ("photo", "camera") or (st.reference == "camera" and st.task not in ("noise", "camnoise")):
+    if st.reference not in ("photo", "camera") or (st.reference == "camera" and st.task not in CAMERA_TASKS):
         raise SystemExit(f"error: study {st.name}: reference must be photo, or camera on a camera-noise task "
-                         f"(noise, camnoise); got {st.reference!r} on {st.task}")
+                         f"({', '.join(CAMERA_TASKS)}); got {st.reference!r} on {st.task}")
     for a in st.arms:
         if a.variant not in VARIANTS:
             raise SystemExit(f"error: unknown variant {a.variant!r}; choose from {', '.join(ALL_VARIANTS)}")
@@ -276,7 +282,8 @@ def check_study(st: Study) -> None:
 
 
 def cli_studies(a, polyu: Path | None) -> list[Study]:
-    tasks = a.tasks.split(",") if a.tasks else [t for t in TASKS if t != "polyu" or polyu is not None]
+    tasks = a.tasks.split(",") if a.tasks else [t for t in TASKS if (t != "polyu" or polyu is not None)
+                                                and TASKS[t].in_default]
     variants = a.variants.split(",") if a.variants else None
     try:
         seeds = [int(s) for s in a.seeds.split(",")]

@@ -27,6 +27,7 @@ class Task:
     variants: tuple[str, ...]  # the default plan
     y_metric: bool = False  # also report PSNR-Y (rain, as the paper)
     profile: str = "default"  # data_shards.degrade target profile
+    in_default: bool = True  # run when no --tasks/--plan names tasks (False: exploration tasks, named explicitly)
 
 
 def log(msg: str) -> None:
