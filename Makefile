@@ -76,6 +76,8 @@ DETAIL_CAMNOISE_VAL = --task camnoise --split val_cam --arms baseline-ema,daa-a3
 NOISE_ARMS = baseline-ema,daa-a3-ema,daa-a3-ema-dlr1e-4,no-tricks-a3-ema-dlr1e-4,cs-only-a3-ema-dlr1e-4
 DETAIL_NOISE_ARMS = --task noise --split val_cam --seeds 0 --arms $(NOISE_ARMS),detach-neg-a3-ema-dlr1e-4,oracle-ema-cam \
 	--title "Denoising (noise, camera reference): every DAA variant, validation split, seed 0"
+DETAIL_CAMDARK = --task camdark --split test_cam --arms baseline-ema,daa-a3-ema-dlr1e-4,oracle-ema-cam \
+	--title "Denoising round 4 (camdark, camera reference), test split"
 DETAIL_RAIN = --task rain --split test --arms baseline,daa-a3,oracle --title "Deraining, test split"
 
 # DAA-mini: the paper's claim at CPU scale (every study of the plan, ~8.5 h on 2 cores; resumable: a rerun
@@ -84,7 +86,8 @@ reproduce: install
 	$(PY) -m data_shards.photos --out .data/photos
 	$(PY) -m data_shards.noise_stats $(NOISE_STATS) --json docs/results/noise_stats.json > docs/results/noise_stats.md
 	$(PY) launch/studies/daa_mini.py --plan launch/studies/plans/daa_mini.yaml --report-dir docs/results
-	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMNOISE) --md docs/results/detail.md
+	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMDARK) --md docs/results/detail.md
+	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMNOISE) --md docs/results/detail.md --append
 	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_NOISE) --md docs/results/detail.md --append
 	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMNOISE_VAL) --md docs/results/detail.md --append
 	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_NOISE_ARMS) --md docs/results/detail.md --append
@@ -93,7 +96,7 @@ reproduce: install
 # only the test studies (and the runs they reuse): the verdict tables, written to runs/daa_mini/summary.md
 reproduce-verdicts: install
 	$(PY) -m data_shards.photos --out .data/photos
-	$(PY) launch/studies/daa_mini.py --plan launch/studies/plans/daa_mini.yaml --studies rain,noise,noise-r2,camnoise-r3
+	$(PY) launch/studies/daa_mini.py --plan launch/studies/plans/daa_mini.yaml --studies rain,noise,noise-r2,camnoise-r3,camdark-r4
 
 reproduce-quick: install
 	$(PY) launch/studies/daa_mini.py --quick
