@@ -80,7 +80,7 @@ DETAIL_CAMDARK = --task camdark --split test_cam --arms baseline-ema,daa-a3-ema-
 	--title "Denoising round 4 (camdark, camera reference), test split"
 DETAIL_RAIN = --task rain --split test --arms baseline,daa-a3,oracle --title "Deraining, test split"
 
-# DAA-mini: the paper's claim at CPU scale (every study of the plan, ~8.5 h on 2 cores; resumable: a rerun
+# DAA-mini: the paper's claim at CPU scale (every study of the plan, ~10 h on 2 cores; resumable: a rerun
 # trains only what is missing). Tables and plots go to docs/results/; docs/RESULTS.md discusses them.
 reproduce: install
 	$(PY) -m data_shards.photos --out .data/photos
