@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -37,16 +36,10 @@ SIGMA = 1.5
 
 
 def high_pass(x: torch.Tensor, sigma: float = SIGMA) -> torch.Tensor:
-    """x − Gaussian(x), per channel, reflect-padded; x: (N, C, H, W)."""
-    r = int(3 * sigma + 0.5)
-    t = torch.arange(-r, r + 1, dtype=x.dtype)
-    g = torch.exp(-0.5 * (t / sigma) ** 2)
-    g = g / g.sum()
-    c = x.shape[1]
-    pad = F.pad(x, (r, r, r, r), mode="reflect")
-    blur = F.conv2d(pad, g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    blur = F.conv2d(blur, g.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-    return x - blur
+    """x − Gaussian(x), per channel, reflect-padded; x: (N, C, H, W): minus daa.diagnose's smoothing step."""
+    from daa.diagnose import smoothing_direction
+
+    return -smoothing_direction(x, sigma)
 
 
 def detail_terms(restored: torch.Tensor, clean: torch.Tensor) -> dict[str, np.ndarray]:

@@ -180,11 +180,6 @@ def report(out: Path, summaries: list[dict], report_dir: Path | None, name: str 
     return text
 
 
-def fmt(v, spec: str = "+.3f") -> str:
-    """A cell of the diagnostics tables; '–' for a statistic an older cached diagnose.json does not have."""
-    return "–" if v is None or math.isnan(v) else format(v, spec)
-
-
 def diagnose_seeds_md(rows: list[dict]) -> str:
     """The per-seed view of daa.diagnose: each diagnosed run's "all t" row next to that seed's target gain and
     source change over the study's baseline run of the same seed (does the noise loss pull the way the seeds go?)."""
@@ -192,6 +187,8 @@ def diagnose_seeds_md(rows: list[dict]) -> str:
              "| Δcos total→oracle | ‖∇θ noise‖/‖∇θ pix‖ | cos(−∇, y_r−ŷ_r) | cos(−∇, blur−ŷ_r) "
              "| cos(y_r−ŷ_r, blur−ŷ_r) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    from daa.diagnose import fmt  # '–' for a statistic an older cached diagnose.json does not have
+
     f = lambda v: "–" if v is None else f"{v:+.2f}"  # noqa: E731
     for r in rows:
         p = r["all"]
