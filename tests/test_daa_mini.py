@@ -286,3 +286,13 @@ def test_camera_reference_study_scores_the_cam_splits():
     assert daa_mini.split_paths(paths, "val")["oracle"] == Path("/d/noise/oracle")
     assert paths["source_val_cam"] == paths["source_val"]  # the source pairs do not change
     assert daa_mini.result_path(Path("o"), "noise", "b", 0, "test_cam").name == "result_test_cam.json"
+
+
+def test_exploration_tasks_run_only_when_named():
+    a = daa_mini.parse_args([])
+    default = [st.task for st in daa_mini.cli_studies(a, None)]
+    assert "camnoise" in default and "camdim" not in default and "camdark" not in default
+    named = daa_mini.cli_studies(daa_mini.parse_args(["--tasks", "camdark"]), None)
+    assert [st.task for st in named] == ["camdark"]
+    st = daa_mini.Study("s", "camdark", "val", [0], [daa_mini.Arm("oracle", "oracle")], reference="camera")
+    daa_mini.check_study(st)  # a camera-noise task: the camera reference is allowed

@@ -73,3 +73,27 @@ def test_a_dead_loader_worker_is_one_line():
         msg = _known_failure(RuntimeError(text), cfg, in_fit=True)
         assert msg is not None and "DataLoader worker died" in msg and "resume" in msg and "\n" not in msg
     assert _known_failure(RuntimeError("shape mismatch"), cfg, in_fit=True) is None  # others keep their traceback
+
+
+def test_sigusr1_prints_the_stacks_and_training_goes_on(tmp_path):
+    """`kill -USR1` on daa-train: every thread's Python stack on stderr (where a hung rank waits), run unharmed."""
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    sets = ["run.run_dir=" + str(tmp_path), "data.shards=synthetic", "data.val=", "data.patch_size=16",
+            "model.restorer_args={depth: 2, wf: 8}", "run.total_images=800", "run.log_every_images=16",
+            "run.global_batch=8", "run.micro_batch=8", "run.tensorboard=false"]
+    p = subprocess.Popen([sys.executable, str(ROOT / "launch" / "train.py"), "--config", "demo",
+                          *[a for s in sets for a in ("--set", s)]], stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         env={**env, "DAA_NO_TQDM": "1"})
+    t0 = time.time()
+    stats = tmp_path / "stats.jsonl"
+    while not (stats.is_file() and stats.stat().st_size) and time.time() - t0 < 90 and p.poll() is None:
+        time.sleep(0.1)
+    assert p.poll() is None, "training ended before the signal"
+    p.send_signal(signal.SIGUSR1)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-2000:]
+    assert "most recent call first" in err and "in fit" in err and "in cli" in err
