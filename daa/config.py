@@ -193,10 +193,7 @@ class TrainConfig:
 
     def hash(self) -> str:
         """Hash of everything that changes what is trained; fields safe to change on resume are left out."""
-        d = self.to_dict()
-        for k in RESUMABLE_FIELDS:
-            sec, key = k.split(".")
-            d[sec].pop(key, None)
+        d = identity_dict(self)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -207,6 +204,24 @@ RESUMABLE_FIELDS = (
     "run.channels_last", "run.compile", "run.cudnn_benchmark", "data.pin_memory",
 )
 """Changing these does not change the optimisation, so a run directory may be resumed with new values."""
+
+LATER_FIELDS = {"objective.alpha_decay_start_images": 0, "objective.alpha_decay_images": 0}
+"""Fields added after runs were made: left out of a config's identity while at these defaults (which train exactly
+as before they existed), so those runs keep their hash and study caches stay valid."""
+
+
+def identity_dict(cfg: "TrainConfig", keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The config as a dict without the resumable fields (except `keep`) and the later fields at their defaults."""
+    d = cfg.to_dict()
+    for k in RESUMABLE_FIELDS:
+        if k not in keep:
+            sec, key = k.split(".")
+            d[sec].pop(key, None)
+    for k, default in LATER_FIELDS.items():
+        sec, key = k.split(".")
+        if d[sec].get(key) == default:
+            d[sec].pop(key)
+    return d
 
 
 # ---- building from YAML + overrides -------------------------------------------------------------------------------

@@ -38,6 +38,11 @@ class ObjectiveConfig:
     alpha_ramp_images: int = 17_000_000
     """Images seen until the α ramp ends (p = 1). Official: 300 epochs ≈ 300 × 296 steps × 192 ≈ 17 M images on
     DFWB. Counting images (not epochs) makes α independent of dataset size and world size."""
+    alpha_decay_start_images: int = 0
+    alpha_decay_images: int = 0
+    """α cool-down (off at 0): from alpha_decay_start_images on, the ramp's α is scaled by a factor falling linearly
+    from 1 to 0 over alpha_decay_images, so the restorer ends on its source loss alone (not in the paper; DAA-mini's
+    round 5 tries it against the source cost, docs/RESULTS.md Amendment 5)."""
     channel_shuffle: bool = True
     """Per-sample p=0.5 swap of the two condition slots (Table 4 'CS')."""
     residual_swap: bool = True
@@ -64,6 +69,8 @@ class ObjectiveConfig:
             raise ValueError(f"restorer_batching must be auto, joint or separate, got {self.restorer_batching!r}")
         if self.alpha_ramp_images <= 0 or self.charbonnier_eps <= 0 or self.alpha_max < 0:
             raise ValueError("need alpha_ramp_images > 0, charbonnier_eps > 0 and alpha_max >= 0")
+        if self.alpha_decay_start_images < 0 or self.alpha_decay_images < 0:
+            raise ValueError("need alpha_decay_start_images >= 0 and alpha_decay_images >= 0")
 
     @property
     def uses_negatives(self) -> bool:
@@ -74,6 +81,14 @@ def alpha_ramp(images_seen: float, alpha_max: float = 0.2, ramp_images: float = 
     """α = alpha_max·(2/(1+e^{−5p}) − 1), p = min(images_seen / ramp_images, 1) (DANN ramp over images seen)."""
     p = min(max(images_seen, 0) / ramp_images, 1.0)
     return alpha_max * (2.0 / (1.0 + math.exp(-5.0 * p)) - 1.0)
+
+
+def alpha_at(images_seen: float, cfg: ObjectiveConfig) -> float:
+    """The α of a training step: the DANN ramp, times the cool-down factor when one is configured."""
+    alpha = alpha_ramp(images_seen, cfg.alpha_max, cfg.alpha_ramp_images)
+    if cfg.alpha_decay_images > 0:
+        alpha *= min(max(1.0 - (images_seen - cfg.alpha_decay_start_images) / cfg.alpha_decay_images, 0.0), 1.0)
+    return alpha
 
 
 def _atleast_f32(x: torch.Tensor) -> torch.Tensor:

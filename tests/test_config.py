@@ -8,3 +8,19 @@ def test_a_str_override_keeps_its_text():
     assert load_config("daa_mini", ["data.value_range=11"]).data.value_range == "11"
     cfg = load_config("daa_mini", ["objective.kernels=null", "optim.diffusion_lr=1e-4", "run.total_images=64"])
     assert cfg.objective.kernels is None and cfg.optim.diffusion_lr == 1e-4 and cfg.run.total_images == 64
+
+
+def test_later_fields_leave_the_identity_of_older_runs_alone():
+    """A field added after runs were made is out of the config hash while at its default (those runs train exactly
+    as before), and in it once set: a cool-down run is another run, never a resume of a plain one."""
+    from daa.config import LATER_FIELDS, identity_dict
+
+    plain = load_config("daa_mini", [])
+    d = identity_dict(plain)
+    for k in LATER_FIELDS:
+        sec, key = k.split(".")
+        assert key not in d[sec]
+    cool = load_config("daa_mini", ["objective.alpha_decay_start_images=8000", "objective.alpha_decay_images=8000"])
+    assert cool.hash() != plain.hash()
+    assert identity_dict(cool)["objective"]["alpha_decay_images"] == 8000
+    assert load_config("daa_mini", ["objective.alpha_decay_images=0"]).hash() == plain.hash()

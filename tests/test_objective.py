@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from daa.models import build_diffusion_unet, build_restorer
-from daa.objective import DAAObjective, ObjectiveConfig, alpha_ramp, charbonnier
+from daa.objective import DAAObjective, ObjectiveConfig, alpha_at, alpha_ramp, charbonnier
 from daa.official import official_step_loss
 
 B, H, W = 3, 16, 24
@@ -121,6 +121,18 @@ def test_alpha_ramp_values():
     top = 0.2 * (2 / (1 + math.exp(-5)) - 1)
     assert alpha_ramp(300, 0.2, 300) == pytest.approx(top) == pytest.approx(0.19732, abs=1e-5)
     assert alpha_ramp(10**9, 0.2, 300) == pytest.approx(top)  # saturates, never reaches 0.2
+
+
+def test_alpha_cool_down_scales_the_ramp_down_to_zero():
+    plain = ObjectiveConfig(alpha_max=3.0, alpha_ramp_images=300)
+    cool = ObjectiveConfig(alpha_max=3.0, alpha_ramp_images=300, alpha_decay_start_images=200, alpha_decay_images=100)
+    for seen in (0, 50, 150, 200):  # before the cool-down: the ramp itself
+        assert alpha_at(seen, cool) == alpha_at(seen, plain) == alpha_ramp(seen, 3.0, 300)
+    assert alpha_at(250, cool) == pytest.approx(0.5 * alpha_ramp(250, 3.0, 300))
+    assert alpha_at(300, cool) == 0.0 and alpha_at(10**6, cool) == 0.0
+    assert alpha_at(10**6, plain) == pytest.approx(3 * (2 / (1 + math.exp(-5)) - 1))
+    with pytest.raises(ValueError, match="alpha_decay"):
+        ObjectiveConfig(alpha_decay_images=-1)
 
 
 def test_no_shuffle_means_fixed_slots_and_no_negatives_without_rs():

@@ -21,7 +21,7 @@ from ..config import ConfigError, TrainConfig, deepspeed_config, dump_yaml, load
 from ..ema import EMA
 from ..export import save_restorer
 from ..models import build_diffusion_unet, build_restorer, count_parameters
-from ..objective import DAAObjective, alpha_ramp
+from ..objective import DAAObjective, alpha_at
 from .checkpoint import CheckpointDir, rng_state, set_rng_state, tag_for
 from .distributed import DistInfo, all_reduce_max, all_reduce_mean, any_rank, barrier, init_distributed
 from .evaluation import evaluate, save_grid, to_range
@@ -282,7 +282,7 @@ class Trainer:
                 continue
             seed = step_seed(self.cfg.run.seed, self.dist.rank, self.micro_step)
             torch.manual_seed(seed)  # dropout and every draw of this micro-step
-            alpha = alpha_ramp(self.images_seen, self.cfg.objective.alpha_max, self.cfg.objective.alpha_ramp_images)
+            alpha = alpha_at(self.images_seen, self.cfg.objective)
             out = self.engine(batch, alpha=alpha)
             loss = out["loss"]
             self.micro_step += 1

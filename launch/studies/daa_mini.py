@@ -139,16 +139,11 @@ def config_digest(sets: list[str]) -> str:
     (run folder, shard folder: the training data's identity is its own digest) and without the fields that do not
     change the optimisation (daa.config.RESUMABLE_FIELDS: intervals, kernels, layout and compile levers), so that a
     checkout elsewhere, or a newer one, finds its cached results. `run.total_images` stays: it is the budget."""
-    import dataclasses
     import hashlib
 
-    from daa.config import RESUMABLE_FIELDS, load_config
+    from daa.config import identity_dict, load_config
 
-    d = dataclasses.asdict(load_config("daa_mini", sets))
-    for key in RESUMABLE_FIELDS:
-        if key != "run.total_images":
-            sec, name = key.split(".")
-            d[sec].pop(name, None)
+    d = identity_dict(load_config("daa_mini", sets), keep=("run.total_images",))
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
