@@ -4,11 +4,14 @@ Two pools of clean photographs that need no dataset download:
 - pool P: photos bundled inside PyPI wheels (scikit-image; scikit-learn's china/flower and matplotlib's grace_hopper
   when those packages import, skipped quietly otherwise);
 - pool D: 35 hand-picked wallpaper photographs from 4 Debian packages, fetched with `apt-get download` into a temporary
-  directory and unpacked with `dpkg-deb -x` (nothing is installed). Without apt, the corpus is pool P only.
+  directory and unpacked with `dpkg-deb -x` (nothing is installed). Without apt, the corpus is pool P only;
+- pool O: 17 natural photos of Debian's opencv-doc examples, split F: a fresh test pool added after four rounds
+  had scored pool E (docs/RESULTS.md, Amendment 5). Downscaled 2× more than the others (they are small, and their
+  film grain and JPEG blocks would otherwise stay in the "clean" image).
 
 Each photo is downscaled to a maximum side (PIL BOX, which also averages away sensor noise and JPEG artefacts) and
 saved as PNG; `manifest.json` records per photo its file, source package, author, licence, size and split pool
-(E = held-out test, S = source pairs, U = unpaired target). Only this explicit build step touches the network;
+(E = held-out test, S = source pairs, U = unpaired target, V = validation, F = fresh test). Only this explicit build step touches the network;
 `load_manifest` and `load_photo` read local files only.
 
     python -m data_shards.photos --out .data/photos [--max-side 1024] [--no-apt]
@@ -75,8 +78,15 @@ POOL_D: dict[str, list[tuple[str, str]]] = {
                   "Kite", "OneStandsOut", "Path", "summer_1am")
     ],
 }
+# Pool O (split F), fixed in Amendment 5 before anything was scored on it: one of each stereo/sequence pair; drawings,
+# renders, grayscale and visibly noisy phone shots left out (notes/data.md §1.2).
+OPENCV_DOC = "opencv-doc"
+POOL_O = ["aero1", "aloeL", "apple", "baboon", "board", "building", "butterfly", "chicky_512", "fruits", "graf1",
+          "home", "leuvenA", "messi5", "orange", "rubberwhale1", "smarties", "squirrel_cls"]
+POOL_O_LICENCE = "Apache-2.0 AND BSD-3-Clause (OpenCV; several are classic USC-SIPI test images of unclear origin)"
+POOL_O_SCALE = 2  # extra downscale factor of pool O
 _D_DIRS = {_L16: "usr/share/backgrounds", "lomiri-wallpapers-20.04": "usr/share/backgrounds",
-           "mate-backgrounds": "usr/share/backgrounds/mate/nature"}
+           "mate-backgrounds": "usr/share/backgrounds/mate/nature", OPENCV_DOC: "usr/share/doc/opencv-doc/examples/data"}
 
 # Splits, notes/data.md §3.3. E is fixed by the pilot. S takes every other remaining photo of each package, 4 each
 # from lomiri-16.04, mate and plasma (Kleiber, the only lomiri-20.04 photo, goes to U); the remaining 17 go to U.
@@ -94,7 +104,9 @@ FALLBACK = {"coffee": "E", "rocket": "E", "astronaut": "S", "china": "S", "grace
 
 
 def split_of(name: str, pool: str, have_pool_d: bool) -> str:
-    """Split pool ('E', 'S', 'U' or 'V') of a photo; pool P uses the fallback split when pool D is absent."""
+    """Split pool ('E', 'S', 'U', 'V' or 'F') of a photo; pool P uses the fallback split when pool D is absent."""
+    if pool == "O":
+        return "F"
     if not have_pool_d:
         return FALLBACK[name]
     if name in SPLIT_E:
@@ -125,9 +137,9 @@ def _open_rgb(path: str) -> Image.Image:
         return im.convert("RGB")  # Grey is a grayscale JPEG
 
 
-def _downscale(im: Image.Image, max_side: int) -> Image.Image:
+def _downscale(im: Image.Image, max_side: int, factor: int = 1) -> Image.Image:
     im = im.convert("RGB")
-    s = max_side / max(im.size)
+    s = min(max_side / max(im.size), 1 / factor)
     if s < 1:
         im = im.resize((max(1, round(im.size[0] * s)), max(1, round(im.size[1] * s))), Image.BOX)
     return im
@@ -170,14 +182,14 @@ def _dist_version(dist: str) -> str | None:
         return None
 
 
-def _fetch_debs(workdir: str) -> tuple[str | None, dict[str, str], str]:
-    """apt-get download + dpkg-deb -x the pool-D packages into workdir. Returns (root or None, versions, message)."""
+def _fetch_debs(workdir: str, packages: list[str]) -> tuple[str | None, dict[str, str], str]:
+    """apt-get download + dpkg-deb -x `packages` into workdir. Returns (root or None, versions, message)."""
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         return None, {}, "apt-get/dpkg-deb not found"
     debs = os.path.join(workdir, "debs")
     os.makedirs(debs)
     try:
-        subprocess.run(["apt-get", "download", *POOL_D], cwd=debs, check=True, capture_output=True, text=True,
+        subprocess.run(["apt-get", "download", *packages], cwd=debs, check=True, capture_output=True, text=True,
                        timeout=900)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
         err = getattr(e, "stderr", None) or str(e)
@@ -193,7 +205,7 @@ def _fetch_debs(workdir: str) -> tuple[str | None, dict[str, str], str]:
 
 
 def _deb_source(root: str, pkg: str, name: str) -> tuple[str | None, str | None]:
-    """(image path, author) of one pool-D photo inside the unpacked tree."""
+    """(image path, author) of one pool-D or pool-O photo inside the unpacked tree."""
     if pkg == "plasma-workspace-wallpapers":
         base = os.path.join(root, "usr/share/wallpapers", name)
         # One real file per wallpaper; the other size names are symlinks to it.
@@ -245,14 +257,15 @@ def _claim_dir(out: str, max_side: int) -> dict:
     return prev
 
 
-def _save(out: str, rel: str, opener: Callable[[], Image.Image], max_side: int) -> tuple[int, int, bool]:
+def _save(out: str, rel: str, opener: Callable[[], Image.Image], max_side: int,
+          factor: int = 1) -> tuple[int, int, bool]:
     """Write one PNG unless it already exists. Returns (width, height, written)."""
     dst = os.path.join(out, rel)
     if os.path.exists(dst):
         with Image.open(dst) as im:
             return im.size[0], im.size[1], False
     os.makedirs(os.path.dirname(dst), exist_ok=True)
-    im = _downscale(opener(), max_side)
+    im = _downscale(opener(), max_side, factor)
     tmp = dst + ".tmp"
     im.save(tmp, format="PNG")
     os.replace(tmp, dst)  # never leave a truncated PNG that a re-run would take for a finished one
@@ -273,31 +286,35 @@ def build(out: str, max_side: int = 1024, use_apt: bool = True, log: Callable[[s
                         "package_version": _dist_version(pkg), "author": author, "licence": lic,
                         "width": w, "height": h})
 
-    d_names = [(pkg, n, lic) for pkg, items in POOL_D.items() for n, lic in items]
-    missing = [(pkg, n, lic) for pkg, n, lic in d_names if not os.path.exists(os.path.join(out, f"d/{n}.png"))]
+    # (package, name, licence, pool): pool D, then pool O
+    d_names = [(pkg, n, lic, "D") for pkg, items in POOL_D.items() for n, lic in items]
+    d_names += [(OPENCV_DOC, n, POOL_O_LICENCE, "O") for n in POOL_O]
+    rel_of = {"D": "d/{}.png", "O": "o/{}.png"}
+    missing = sorted({pkg for pkg, n, _, pool in d_names if not os.path.exists(os.path.join(out, rel_of[pool].format(n)))})
     root, versions = None, {}
     with tempfile.TemporaryDirectory(prefix="daa-photos-") as tmp:
         if missing and use_apt:
-            root, versions, msg = _fetch_debs(tmp)
+            root, versions, msg = _fetch_debs(tmp, missing)  # only the packages that still miss a photo
             if root is None:
-                log(f"photos: pool D unavailable ({msg}); continuing with pool P only")
+                log(f"photos: pools D/O unavailable ({msg}); continuing without them")
             else:
                 _keep_copyright_files(root, out)
         elif missing:
-            log("photos: --no-apt given; pool D skipped (pool P only)")
-        for pkg, name, lic in d_names:
-            rel = f"d/{name}.png"
+            log("photos: --no-apt given; pools D and O skipped (pool P only)")
+        for pkg, name, lic, pool in d_names:
+            rel = rel_of[pool].format(name)
             old = prev_by_name.get(name, {})
-            src, author = _deb_source(root, pkg, name) if root else (None, old.get("author", _author_in_name(name)))
+            fetched = root is not None and pkg in versions  # only packages that still missed a photo are fetched
+            src, author = _deb_source(root, pkg, name) if fetched else (None, old.get("author", _author_in_name(name)))
             if not os.path.exists(os.path.join(out, rel)):
                 if src is None:
                     if root is not None:
                         log(f"photos: {name} not found in {pkg}; skipped")
                     continue
                 author = author if author is not None else old.get("author")
-            w, h, new = _save(out, rel, lambda s=src: _open_rgb(s), max_side)
+            w, h, new = _save(out, rel, lambda s=src: _open_rgb(s), max_side, POOL_O_SCALE if pool == "O" else 1)
             written += new
-            records.append({"name": name, "file": rel, "pool": "D", "package": pkg,
+            records.append({"name": name, "file": rel, "pool": pool, "package": pkg,
                             "package_version": versions.get(pkg, old.get("package_version")), "author": author,
                             "licence": lic, "width": w, "height": h})
 
@@ -307,17 +324,17 @@ def build(out: str, max_side: int = 1024, use_apt: bool = True, log: Callable[[s
     manifest = {"format": FORMAT_VERSION, "max_side": max_side,
                 "split_scheme": "full" if have_d else "pool_p_fallback", "photos": records}
     _write_json(os.path.join(out, MANIFEST), manifest)
-    counts = {k: sum(r["split"] == k for r in records) for k in "ESUV"}
-    n_p, n_d = sum(r["pool"] == "P" for r in records), sum(r["pool"] == "D" for r in records)
-    log(f"photos: {len(records)} photos (pool P {n_p}, pool D {n_d}; {written} newly written) -> "
-        f"E {counts['E']} / S {counts['S']} / U {counts['U']} / V {counts['V']} in {out}")
+    counts = {k: sum(r["split"] == k for r in records) for k in "ESUVF"}
+    n = {k: sum(r["pool"] == k for r in records) for k in "PDO"}
+    log(f"photos: {len(records)} photos (pool P {n['P']}, pool D {n['D']}, pool O {n['O']}; {written} newly written) "
+        f"-> " + " / ".join(f"{k} {v}" for k, v in counts.items()) + f" in {out}")
     return load_manifest(out)
 
 
 def _keep_copyright_files(root: str, out: str) -> None:
     """Keep each package's debian/copyright next to the derivatives (CC-BY(-SA) and GPL need the attribution)."""
     os.makedirs(os.path.join(out, "licences"), exist_ok=True)
-    for pkg in POOL_D:
+    for pkg in [*POOL_D, OPENCV_DOC]:
         src = os.path.join(root, "usr/share/doc", pkg, "copyright")
         dst = os.path.join(out, "licences", f"{pkg}.copyright")
         if os.path.exists(src) and not os.path.exists(dst):

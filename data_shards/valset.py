@@ -14,6 +14,10 @@ From a real test set (`--input DIR --gt DIR --out DIR`): degraded/clean pairs ma
 the crop (ISP of the noise-free mosaic, as in real noisy/clean pairs) instead of the photo; the photo is kept in
 `source_clean/` for the source pair, and the noisy crops are the same as without the option.
 
+`--merge A B … --out DIR`: one split holding the items of several, in order (copied, renumbered; each item records
+the split it came from): e.g. a larger validation split made of an old validation and an old, already scored test
+split.
+
 Layout: `degraded/NNNNN.png`, `clean/NNNNN.png`, `source/NNNNN.png` (corpus only), `source_clean/NNNNN.png` (camera
 reference only), `manifest.json` (one entry per item: photo, crop box, seed, degradation parameters).
 `load_valset(dir)` returns the (N,3,H,W) float32 tensors.
@@ -227,6 +231,44 @@ def load_valset(path: str, domain: str = "target", as_list: bool = False):
     return torch.stack(deg), torch.stack(clean)
 
 
+def merge(out: str, parts: list[str]) -> dict:
+    """Write the items of the splits `parts`, in order, as one split in `out` (files copied and renumbered)."""
+    mans = []
+    for part in parts:
+        mp = os.path.join(part, MANIFEST)
+        if not os.path.isfile(mp):
+            raise UserError(f"--merge: no {MANIFEST} in {part}")
+        with open(mp) as f:
+            mans.append(json.load(f))
+    if len({(m.get("format"), m.get("task")) for m in mans}) != 1 or mans[0].get("format") != FORMAT:
+        raise UserError("--merge: the splits differ in format or task")
+    kinds = [tuple(sorted(k for k in ("degraded", "clean", "source", "source_clean") if k in it))
+             for m in mans for it in m["items"]]
+    if len(set(kinds)) != 1:
+        raise UserError("--merge: the splits hold different images per item (e.g. one has a camera reference)")
+    _prepare(out)
+    items = []
+    for part, m in zip(parts, mans):
+        for it in m["items"]:
+            new = {**it, "merged_from": os.path.basename(os.path.normpath(part))}
+            for sub in kinds[0]:
+                with open(os.path.join(part, it[sub]), "rb") as f:
+                    data = f.read()
+                rel = f"{sub}/{len(items):05d}.png"
+                os.makedirs(os.path.join(out, sub), exist_ok=True)
+                with open(os.path.join(out, rel), "wb") as f:
+                    f.write(data)
+                new[sub] = rel
+            items.append(new)
+    man = {"format": FORMAT, "kind": "merged", "task": mans[0].get("task"), "domain": "target", "count": len(items),
+           "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+           "args": {"merge": [os.path.abspath(p) for p in parts], "out": out}, "items": items}
+    with open(os.path.join(out, MANIFEST), "w") as f:
+        json.dump(man, f, indent=1, default=_json_default)
+    print(f"valset: {len(items)} items merged into {out}", file=sys.stderr)
+    return man
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m data_shards.valset", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""examples:
@@ -234,8 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
   python -m data_shards.valset --input polyu/noisy.txt --gt polyu/mean.txt --pair-by index \\
       --crop 256 --out val/polyu""")
     p.add_argument("--corpus", help="offline photo corpus: its pool-E photos (or --pool)")
-    p.add_argument("--pool", choices=("E", "V"), default="E",
-                   help="--corpus: E = the test photos, V = the validation photos (disjoint from E, S and U)")
+    p.add_argument("--pool", choices=("E", "V", "F"), default="E",
+                   help="--corpus: E = the test photos, V = the validation photos, F = the fresh test pool "
+                        "(pairwise disjoint, and disjoint from S and U)")
     p.add_argument("--target-profile", default="default",
                    help="--corpus: named variant of the target degradation (data_shards.degrade.TARGET_PROFILES)")
     p.add_argument("--target-reference", choices=("photo", "camera"), default="photo",
@@ -245,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt", help="their ground truth (folder or list file)")
     p.add_argument("--pair-by", choices=("stem", "index"), default="stem")
     p.add_argument("--task", help="denoise | deblur | derain (required with --corpus)")
+    p.add_argument("--merge", nargs="+", metavar="SPLIT", help="write these splits' items as one split")
     p.add_argument("--out", required=True, help="new or empty folder")
     p.add_argument("--crop", type=int, default=None, help="crop size (corpus default 128; user default 0 = whole)")
     p.add_argument("--crops-per-image", type=int, default=10)
@@ -256,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.merge:
+            if args.corpus or args.input or args.gt:
+                raise UserError("--merge takes finished splits only (no --corpus, --input or --gt)")
+            merge(args.out, args.merge)
+            return 0
         if args.crop is None:
             args.crop = 128 if args.corpus else 0
         build(args)

@@ -73,3 +73,15 @@ def test_full_split_is_disjoint_and_sized():
     splits = [photos.split_of(n, "P", True) for n in p_names] + [photos.split_of(n, "D", True) for n in d_names]
     assert len(d_names) == len(set(d_names)) == 35
     assert (splits.count("E"), splits.count("S"), splits.count("U"), splits.count("V")) == (8, 18, 13, 4)
+    # pool O (opencv-doc, Amendment 5) is the fresh test pool F, whatever else the corpus holds
+    assert len(set(photos.POOL_O)) == 17 and not set(photos.POOL_O) & set(p_names + d_names)
+    assert {photos.split_of(n, "O", have) for n in photos.POOL_O for have in (True, False)} == {"F"}
+
+
+def test_pool_o_is_downscaled_twice_as_much():
+    from PIL import Image
+
+    im = Image.new("RGB", (640, 480))
+    assert photos._downscale(im, 1024).size == (640, 480)
+    assert photos._downscale(im, 1024, photos.POOL_O_SCALE).size == (320, 240)
+    assert photos._downscale(im, 256, photos.POOL_O_SCALE).size == (256, 192)

@@ -408,6 +408,34 @@ def test_valset_corpus_fixed_split(tmp_path, monkeypatch, capsys):
     assert torch.equal(valset.load_valset(out)[0], deg)  # untouched
 
 
+def test_valset_merge_and_fresh_pool(tmp_path, monkeypatch, capsys):
+    """--merge: one split holding two splits' items in order, images byte-identical, each item naming its split;
+    pool F (the fresh test pool) is a split of its own that neither the shards nor pools E/V take from."""
+    _stub_corpus(tmp_path, monkeypatch, pools="SSUUEEVF")
+    base = ["--corpus", str(tmp_path), "--task", "denoise", "--crop", "32", "--crops-per-image", "2", "--candidates",
+            "4"]
+    e, v, f, m = (str(tmp_path / k) for k in ("e", "v", "f", "m"))
+    for pool, out in (("E", e), ("V", v), ("F", f)):
+        assert valset.main([*base, "--pool", pool, "--out", out]) == 0
+    names = lambda d: {it["name"] for it in json.load(open(os.path.join(d, "manifest.json")))["items"]}  # noqa
+    assert (names(e), names(v), names(f)) == ({"photo4", "photo5"}, {"photo6"}, {"photo7"})
+    assert valset.main(["--merge", v, e, "--out", m]) == 0
+    for dom in ("target", "source"):
+        (dm, cm), (dv, cv), (de, ce) = (valset.load_valset(d, dom) for d in (m, v, e))
+        assert torch.equal(dm, torch.cat([dv, de])) and torch.equal(cm, torch.cat([cv, ce]))
+    items = json.load(open(os.path.join(m, "manifest.json")))["items"]
+    assert [it["merged_from"] for it in items] == ["v"] * 2 + ["e"] * 4
+    capsys.readouterr()
+    assert valset.main(["--merge", v, e, "--out", m]) == 2 and "never regenerated" in capsys.readouterr().err
+    assert valset.main(["--merge", v, str(tmp_path / "none"), "--out", str(tmp_path / "m2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --merge: no manifest.json") and "\n" not in err
+    out = str(tmp_path / "shards")
+    assert _run(["--corpus", str(tmp_path), "--task", "denoise", "--tile", "32", "--crops-per-image", "2",
+                 "--out", out], capsys)[0] == 0
+    assert load_manifest(out)["counts"] == {"syn": 4, "real": 4, "ref": 4}  # S and U only: F stays unseen
+
+
 def test_camera_reference_splits_and_oracle_pairs(tmp_path, monkeypatch, capsys):
     """--target-reference camera: the same noisy crops (and source pairs), the camera's noise-free rendering as the
     clean image; for --oracle pairs too. Other uses are one-line errors."""

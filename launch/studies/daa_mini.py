@@ -97,6 +97,11 @@ class Arm:
         return self.label or self.name
 
 
+SPLITS = ("val", "test", "valpool", "fresh")
+"""Scored splits: val (pool V), test (pool E); from round 5 (docs/RESULTS.md, Amendment 5, camera reference only)
+valpool (pools V + E: validation) and fresh (pool F: the test split; a verdict is read on test and fresh only)."""
+
+
 @dataclass
 class Study:
     name: str
@@ -114,7 +119,7 @@ class Study:
 
     @property
     def eval_split(self) -> str:
-        """The data split the study scores: val / test, or val_cam / test_cam."""
+        """The data split the study scores: val / test, or val_cam / test_cam / valpool_cam / fresh_cam."""
         return self.split + ("_cam" if self.reference == "camera" else "")
 
 
@@ -262,8 +267,11 @@ def load_plan(path: Path) -> list[Study]:
 def check_study(st: Study) -> None:
     if st.task not in TASKS:
         raise SystemExit(f"error: unknown task {st.task!r}; choose from {', '.join(TASKS)}")
-    if st.split not in ("val", "test"):
-        raise SystemExit(f"error: study {st.name}: split must be val or test, got {st.split!r}")
+    if st.split not in SPLITS:
+        raise SystemExit(f"error: study {st.name}: split must be one of {', '.join(SPLITS)}, got {st.split!r}")
+    if st.split in ("valpool", "fresh") and st.reference != "camera":
+        raise SystemExit(f"error: study {st.name}: split {st.split} exists for the camera reference only "
+                         "(reference: camera)")
     if st.reference not in ("photo", "camera") or (st.reference == "camera" and st.task not in CAMERA_TASKS):
         raise SystemExit(f"error: study {st.name}: reference must be photo, or camera on a camera-noise task "
                          f"({', '.join(CAMERA_TASKS)}); got {st.reference!r} on {st.task}")

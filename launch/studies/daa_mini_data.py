@@ -134,17 +134,27 @@ def prepare_data(name: str, t: Task, data: Path, photos: Path, polyu: Path | Non
         for k, pool in (("test", "E"), ("val", "V")):
             _valset(root / f"{k}_cam", ["--corpus", photos, "--task", t.task, "--pool", pool, "--seed", "0", *prof,
                                         *cam, *few, *crops])
+        # round 5 (docs/RESULTS.md, Amendment 5): the scored pool-E split joins validation; pool F is the new test
+        _valset(root / "valpool_cam", ["--merge", root / "val_cam", root / "test_cam"])
+        from data_shards import photos as photos_mod
+
+        if any(e.get("split") == "F" for e in photos_mod.load_manifest(str(photos))):
+            _valset(root / "fresh_cam", ["--corpus", photos, "--task", t.task, "--pool", "F", "--seed", "0", *prof,
+                                         *cam, *few, *crops])
     return paths_only(name, data, source_task)
 
 
 def paths_only(name: str, data_root: Path, source_task: str) -> dict[str, Path]:
     """The data folders of a task; `*_cam`: the camera-reference variants (their source pairs are the plain
-    splits': the same photos and seeds)."""
+    splits': the same photos and seeds). `valpool_cam` (val_cam + test_cam) and `fresh_cam` (pool F) hold their
+    own source copies (for the first, byte-identical to the plain splits')."""
     root = data_root / name
     src = data_root / source_task if name == "polyu" else root
     return dict(shards=root / "shards", oracle=root / "oracle", test=root / "test", source_test=src / "test",
                 val=root / "val", source_val=src / "val", oracle_cam=root / "oracle_cam", test_cam=root / "test_cam",
-                source_test_cam=src / "test", val_cam=root / "val_cam", source_val_cam=src / "val")
+                source_test_cam=src / "test", val_cam=root / "val_cam", source_val_cam=src / "val",
+                valpool_cam=root / "valpool_cam", source_valpool_cam=root / "valpool_cam",
+                fresh_cam=root / "fresh_cam", source_fresh_cam=root / "fresh_cam")
 
 
 def _manifest_facts(path: Path) -> object:

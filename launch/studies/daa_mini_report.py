@@ -10,6 +10,9 @@ import json
 import math
 from pathlib import Path
 
+TEST_SPLITS = ("test", "fresh")
+"""Splits a verdict is read on: pool E (rounds 1–4) and pool F (round 5 on, docs/RESULTS.md Amendment 5)."""
+
 
 def _ms(xs: list[float]) -> tuple[float, float]:
     m = sum(xs) / len(xs)
@@ -44,8 +47,8 @@ def summarize(task: str, title: str, inputs: dict, results: list[dict], arms: li
         if y_metric:
             rows[label]["target_y"] = _ms([r["target"]["psnr_y"] for r in rs])
     v = verdict(rows)
-    if split != "test" and v["status"] != "incomplete":
-        v["status"] = "validation split: no verdict"  # verdicts are read on the test split only
+    if split not in TEST_SPLITS and v["status"] != "incomplete":
+        v["status"] = "validation split: no verdict"  # verdicts are read on a test split only
     out = {"study": study or task, "task": task, "title": title, "split": split, "rows": rows, "verdict": v}
     if photos is not None:
         out["by_photo"] = by_photo(photos, inputs["target"]["psnr_each"], results, arms, roundtrip)
