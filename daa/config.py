@@ -210,7 +210,7 @@ LATER_FIELDS = {"objective.alpha_decay_start_images": 0, "objective.alpha_decay_
 as before they existed), so those runs keep their hash and study caches stay valid."""
 
 
-def identity_dict(cfg: "TrainConfig", keep: tuple[str, ...] = ()) -> dict[str, Any]:
+def identity_dict(cfg: TrainConfig, keep: tuple[str, ...] = ()) -> dict[str, Any]:
     """The config as a dict without the resumable fields (except `keep`) and the later fields at their defaults."""
     d = cfg.to_dict()
     for k in RESUMABLE_FIELDS:

@@ -280,8 +280,9 @@ def main(argv=None) -> int:
     p.add_argument("--source", default=None, help="synthetic pairs: a valset split with source copies (default: "
                    "the --pairs split's own, or on-the-fly AWGN for denoising)")
     p.add_argument("--checkpoint", default=None, help="checkpoint tag (default: the latest complete one)")
-    p.add_argument("--alpha", type=float, default=None, help="α (default: the run's ramp α at its last checkpoint, without a cool-down: what the noise loss weighs "
-                                                            "while it acts)")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="α (default: the run's ramp α at its last checkpoint, without a cool-down: what the noise "
+                        "loss weighs while it acts)")
     p.add_argument("--batches", type=int, default=4, help="batches per t-quartile")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--patch", type=int, default=None, help="crop size (default: the run's data.patch_size)")

@@ -11,8 +11,8 @@ Two pools of clean photographs that need no dataset download:
 
 Each photo is downscaled to a maximum side (PIL BOX, which also averages away sensor noise and JPEG artefacts) and
 saved as PNG; `manifest.json` records per photo its file, source package, author, licence, size and split pool
-(E = held-out test, S = source pairs, U = unpaired target, V = validation, F = fresh test). Only this explicit build step touches the network;
-`load_manifest` and `load_photo` read local files only.
+(E = held-out test, S = source pairs, U = unpaired target, V = validation, F = fresh test). Only this explicit
+build step touches the network; `load_manifest` and `load_photo` read local files only.
 
     python -m data_shards.photos --out .data/photos [--max-side 1024] [--no-apt]
 """
@@ -86,7 +86,8 @@ POOL_O = ["aero1", "aloeL", "apple", "baboon", "board", "building", "butterfly",
 POOL_O_LICENCE = "Apache-2.0 AND BSD-3-Clause (OpenCV; several are classic USC-SIPI test images of unclear origin)"
 POOL_O_SCALE = 2  # extra downscale factor of pool O
 _D_DIRS = {_L16: "usr/share/backgrounds", "lomiri-wallpapers-20.04": "usr/share/backgrounds",
-           "mate-backgrounds": "usr/share/backgrounds/mate/nature", OPENCV_DOC: "usr/share/doc/opencv-doc/examples/data"}
+           "mate-backgrounds": "usr/share/backgrounds/mate/nature",
+           OPENCV_DOC: "usr/share/doc/opencv-doc/examples/data"}
 
 # Splits, notes/data.md §3.3. E is fixed by the pilot. S takes every other remaining photo of each package, 4 each
 # from lomiri-16.04, mate and plasma (Kleiber, the only lomiri-20.04 photo, goes to U); the remaining 17 go to U.
@@ -290,7 +291,8 @@ def build(out: str, max_side: int = 1024, use_apt: bool = True, log: Callable[[s
     d_names = [(pkg, n, lic, "D") for pkg, items in POOL_D.items() for n, lic in items]
     d_names += [(OPENCV_DOC, n, POOL_O_LICENCE, "O") for n in POOL_O]
     rel_of = {"D": "d/{}.png", "O": "o/{}.png"}
-    missing = sorted({pkg for pkg, n, _, pool in d_names if not os.path.exists(os.path.join(out, rel_of[pool].format(n)))})
+    missing = sorted({pkg for pkg, n, _, pool in d_names
+                      if not os.path.exists(os.path.join(out, rel_of[pool].format(n)))})
     root, versions = None, {}
     with tempfile.TemporaryDirectory(prefix="daa-photos-") as tmp:
         if missing and use_apt:
