@@ -52,6 +52,22 @@ def test_loss_falls_and_both_networks_train(tmp_path, mode, monkeypatch):
         assert any(s.get("noise", 0) > 0 for s in _stats(tmp_path))
 
 
+def test_alpha_cool_down_reaches_the_steps(tmp_path, monkeypatch):
+    """objective.alpha_decay_*: the α each step trains with follows the ramp, then falls to 0 (stats.jsonl)."""
+    from daa.objective import alpha_at
+
+    monkeypatch.setenv("DAA_NO_TQDM", "1")
+    cfg = _cfg(tmp_path, "objective.mode=daa", "run.total_images=96", "run.log_every_images=8",
+               "run.eval_every_images=96", "run.ckpt_every_images=96", "objective.alpha_max=1.0",
+               "objective.alpha_decay_start_images=32", "objective.alpha_decay_images=32")
+    _train(cfg)
+    logged = [(s["images_seen"], s["alpha"]) for s in _stats(tmp_path) if "alpha" in s]
+    assert len(logged) == 12
+    for seen, a in logged:  # one step (two micro-steps of 4 images) per log line: the mean of their α
+        assert a == pytest.approx((alpha_at(seen - 8, cfg.objective) + alpha_at(seen - 4, cfg.objective)) / 2)
+    assert all(a == 0.0 for seen, a in logged if seen > 64) and max(a for _, a in logged) > 0.05
+
+
 def test_resume_continues_exactly(tmp_path, monkeypatch):
     """Stop after checkpoint N, rerun the same config with a larger budget: the result equals one long run."""
     monkeypatch.setenv("DAA_NO_TQDM", "1")
