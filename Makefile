@@ -96,7 +96,7 @@ reproduce: install
 # only the test studies (and the runs they reuse): the verdict tables, written to runs/daa_mini/summary.md
 reproduce-verdicts: install
 	$(PY) -m data_shards.photos --out .data/photos
-	$(PY) launch/studies/daa_mini.py --plan launch/studies/plans/daa_mini.yaml --studies rain,noise,noise-r2,camnoise-r3,camdark-r4
+	$(PY) launch/studies/daa_mini.py --plan launch/studies/plans/daa_mini.yaml --studies rain,noise,noise-r2,camnoise-r3,camdark-r4,camdark-r5
 
 reproduce-quick: install
 	$(PY) launch/studies/daa_mini.py --quick
