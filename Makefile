@@ -78,6 +78,8 @@ DETAIL_NOISE_ARMS = --task noise --split val_cam --seeds 0 --arms $(NOISE_ARMS),
 	--title "Denoising (noise, camera reference): every DAA variant, validation split, seed 0"
 DETAIL_CAMDARK = --task camdark --split test_cam --arms baseline-ema,daa-a3-ema-dlr1e-4,oracle-ema-cam \
 	--title "Denoising round 4 (camdark, camera reference), test split"
+DETAIL_CAMDARK_FRESH = --task camdark --split fresh_cam --arms baseline-ema,daa-a3-ema-dlr1e-4,oracle-ema-cam \
+	--title "Denoising round 5 (camdark, camera reference), test split: the fresh pool F"
 DETAIL_RAIN = --task rain --split test --arms baseline,daa-a3,oracle --title "Deraining, test split"
 
 # DAA-mini: the paper's claim at CPU scale (every study of the plan, ~10 h on 2 cores; resumable: a rerun
@@ -86,7 +88,8 @@ reproduce: install
 	$(PY) -m data_shards.photos --out .data/photos
 	$(PY) -m data_shards.noise_stats $(NOISE_STATS) --json docs/results/noise_stats.json > docs/results/noise_stats.md
 	$(PY) launch/studies/daa_mini.py --plan launch/studies/plans/daa_mini.yaml --report-dir docs/results
-	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMDARK) --md docs/results/detail.md
+	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMDARK_FRESH) --md docs/results/detail.md
+	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMDARK) --md docs/results/detail.md --append
 	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMNOISE) --md docs/results/detail.md --append
 	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_NOISE) --md docs/results/detail.md --append
 	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMNOISE_VAL) --md docs/results/detail.md --append
