@@ -40,3 +40,27 @@ def test_bench_step_quick_writes_table_and_csv(tmp_path):
         assert float(r["img_s"]) > 0 and int(r["steps"]) > 0 and int(r["B"]) == 2
     assert {r["impl"] for r in rows} == {"official", "ours", "trainer"}
     assert "the bare objective step" in proc.stdout  # what the trainer's own work costs
+
+
+def test_trainer_rows_record_the_levers_they_ran_with():
+    """A --trainer-set lever shows in the trainer row's variant name and layout (a channels_last trainer was once
+    recorded as contiguous)."""
+    import types
+
+    sys.path.insert(0, str(REPO))
+    import launch.bench.step as bs
+
+    trainer = types.SimpleNamespace(impl="trainer", channels_last=False)
+    ours_cl = types.SimpleNamespace(impl="ours", channels_last=True)
+    plain = types.SimpleNamespace(trainer_sets=[])
+    cl = types.SimpleNamespace(trainer_sets=["run.channels_last=true"])
+    assert bs._memory_format(plain, trainer) == "contiguous" and bs._trainer_levers(plain, trainer) == ""
+    assert bs._memory_format(cl, trainer) == "channels_last"
+    assert bs._trainer_levers(cl, trainer) == " [run.channels_last=true]"
+    assert bs._memory_format(cl, ours_cl) == "channels_last" and bs._trainer_levers(cl, ours_cl) == ""
+    from launch.bench.step_runners import parse_variants
+
+    (t_cl,) = parse_variants("trainer-fp32-cl")
+    assert t_cl.name == "trainer fp32 +cl" and bs._memory_format(plain, t_cl) == "channels_last"
+    with pytest.raises(SystemExit, match="no -compile"):
+        parse_variants("trainer-fp32-compile")

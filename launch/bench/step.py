@@ -130,6 +130,20 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+def _memory_format(args, v) -> str:
+    """The activation layout a variant runs in: its -cl flag, or for the trainer its config (`--trainer-set`)."""
+    if v.impl == "trainer" and not v.channels_last:
+        from daa.config import load_config
+
+        return "channels_last" if load_config("denoise", list(args.trainer_sets)).run.channels_last else "contiguous"
+    return "channels_last" if v.channels_last else "contiguous"
+
+
+def _trainer_levers(args, v) -> str:
+    """' [lever, …]' after a trainer variant's name when --trainer-set changed its config (rows stay tellable)."""
+    return f" [{', '.join(args.trainer_sets)}]" if v.impl == "trainer" and args.trainer_sets else ""
+
+
 def bench_group(args, device, variants, batch_size, phase, deadline, log) -> list[dict]:
     """Time `variants` interleaved at one batch size. Returns one result dict per variant."""
     from daa.models import build_diffusion_unet, build_restorer, count_parameters
@@ -147,8 +161,8 @@ def bench_group(args, device, variants, batch_size, phase, deadline, log) -> lis
     base = dict(phase=phase, restorer=f"{args.restorer}{json.dumps(args.restorer_args_dict, separators=(',', ':'))}"
                 if args.restorer_args_dict else args.restorer, restorer_params=n_r, diffusion=args.diffusion_preset,
                 diffusion_params=n_d, B=batch_size, H=h, W=w)
-    results = {v: dict(base, impl=v.impl, variant=v.name, dtype=v.dtype,
-                       memory_format="channels_last" if v.channels_last else "contiguous", steps=0, status="ok")
+    results = {v: dict(base, impl=v.impl, variant=v.name + _trainer_levers(args, v), dtype=v.dtype,
+                       memory_format=_memory_format(args, v), steps=0, status="ok")
                for v in variants}
     times: dict[Variant, list[float]] = {v: [] for v in variants}
     runners: dict[Variant, StepRunner] = {}
@@ -293,7 +307,7 @@ def step_verdict(rows: list[dict], device: torch.device, emit) -> None:
              f"{'MET' if x >= target else 'NOT MET'}")
         for t in trainers:
             bare = [r for r in at_b if r["impl"] == "ours" and r["dtype"] == t["dtype"] and r["phase"] == t["phase"]
-                    and r["memory_format"] == "contiguous"]
+                    and r["memory_format"] == t["memory_format"]]  # same layout: the trainer's own work alone
             if bare:
                 emit(f"#   [{t['phase']}] {t['variant']}: {t['img_s'] / bare[0]['img_s']:.2f}x the bare objective step "
                      f"({bare[0]['variant']}): the trainer's own work (engine, EMA, syncs, copies)")
@@ -314,7 +328,8 @@ def parse_args(argv=None):
     ap.add_argument("--trainer-set", dest="trainer_sets", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for the trainer variants (a lever, e.g. run.precision=bf16)")
     ap.add_argument("--variants", default=None,
-                    help="impl-dtype[-cl][-compile], impl ours/trainer/official; CPU default "
+                    help="impl-dtype[-cl][-compile], impl ours/trainer/official (trainer: -cl sets "
+                         "run.channels_last=true, no -compile); CPU default "
                          "official-fp32,ours-fp32,trainer-fp32; CUDA default official-fp32,ours-fp32,ours-bf16,"
                          "trainer-fp32,trainer-bf16")
     ap.add_argument("--phases", default=None, help="default[,cudnn.benchmark] (CUDA default: both)")

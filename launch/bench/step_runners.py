@@ -38,8 +38,9 @@ def parse_variants(spec: str) -> list[Variant]:
                 or not flags <= {"cl", "compile"} or len(flags) != len(parts) - 2:
             raise SystemExit(f"bad variant {item!r}: use impl-dtype[-cl][-compile], impl in ours/trainer/official, "
                              f"dtype fp32/bf16")
-        if parts[0] == "trainer" and flags:
-            raise SystemExit("trainer variants take no -cl/-compile flags: the trainer's config decides")
+        if parts[0] == "trainer" and "compile" in flags:
+            raise SystemExit("trainer variants take no -compile flag: the trainer's config decides (--trainer-set "
+                             "run.compile=...); -cl is run.channels_last=true")
         if parts[0] == "official" and (parts[1] != "fp32" or flags):
             raise SystemExit("the official step is benchmarked as the official code runs it: official-fp32 only")
         out.append(Variant(parts[0], parts[1], "cl" in flags, "compile" in flags))
@@ -132,7 +133,7 @@ class TrainerRunner:
                 f"data.patch_size={args.size}", f"run.micro_batch={batch_size}", f"run.global_batch={batch_size}",
                 "run.zero_stage=2", f"run.precision={variant.dtype}", f"run.run_dir={tmp}", "run.tensorboard=false",
                 "run.total_images=1000000000", "run.log_every_images=1000000000", "optim.lr=1e-4",
-                *args.trainer_sets]
+                *args.trainer_sets, *(["run.channels_last=true"] if variant.channels_last else [])]
         cfg = load_config("denoise", sets)
         self.trainer = Trainer(cfg, stream=iter(()), valset=None)
         self.batches = _repeat(batch_cpu)
