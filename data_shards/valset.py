@@ -81,11 +81,25 @@ def _prepare(out: str) -> None:
 
 
 def _save(out: str, sub: str, idx: int, a: np.ndarray) -> str:
+    return _write(out, sub, idx, encode_png(a))
+
+
+def _write(out: str, sub: str, idx: int, png: bytes) -> str:
     rel = f"{sub}/{idx:05d}.png"
     os.makedirs(os.path.join(out, sub), exist_ok=True)
     with open(os.path.join(out, rel), "wb") as f:
-        f.write(encode_png(a))
+        f.write(png)
     return rel
+
+
+def _discard_images(out: str) -> None:
+    """Leave no half-written split behind (the folder itself stays: it was new or empty)."""
+    for sub in ("degraded", "clean", "source", "source_clean"):
+        d = os.path.join(out, sub)
+        if os.path.isdir(d):
+            for f in os.listdir(d):
+                os.remove(os.path.join(d, f))
+            os.rmdir(d)
 
 
 def build_corpus_split(args) -> list[dict]:
@@ -187,12 +201,7 @@ def build(args) -> dict:
         if not items:
             raise UserError("no test items were produced")
     except BaseException:
-        for sub in ("degraded", "clean", "source", "source_clean"):  # leave no half-written split behind
-            d = os.path.join(args.out, sub)
-            if os.path.isdir(d):
-                for f in os.listdir(d):
-                    os.remove(os.path.join(d, f))
-                os.rmdir(d)
+        _discard_images(args.out)
         raise
     man = {"format": FORMAT, "kind": "corpus" if args.corpus else "user", "task": args.task, "domain": "target",
            "count": len(items), "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
@@ -238,8 +247,11 @@ def merge(out: str, parts: list[str]) -> dict:
         mp = os.path.join(part, MANIFEST)
         if not os.path.isfile(mp):
             raise UserError(f"--merge: no {MANIFEST} in {part}")
-        with open(mp) as f:
-            mans.append(json.load(f))
+        try:
+            with open(mp) as f:
+                mans.append(json.load(f))
+        except (OSError, ValueError) as e:
+            raise UserError(f"--merge: cannot read {mp}: {type(e).__name__}: {e}") from None
     if len({(m.get("format"), m.get("task")) for m in mans}) != 1 or mans[0].get("format") != FORMAT:
         raise UserError("--merge: the splits differ in format or task")
     kinds = [tuple(sorted(k for k in ("degraded", "clean", "source", "source_clean") if k in it))
@@ -248,18 +260,20 @@ def merge(out: str, parts: list[str]) -> dict:
         raise UserError("--merge: the splits hold different images per item (e.g. one has a camera reference)")
     _prepare(out)
     items = []
-    for part, m in zip(parts, mans):
-        for it in m["items"]:
-            new = {**it, "merged_from": os.path.basename(os.path.normpath(part))}
-            for sub in kinds[0]:
-                with open(os.path.join(part, it[sub]), "rb") as f:
-                    data = f.read()
-                rel = f"{sub}/{len(items):05d}.png"
-                os.makedirs(os.path.join(out, sub), exist_ok=True)
-                with open(os.path.join(out, rel), "wb") as f:
-                    f.write(data)
-                new[sub] = rel
-            items.append(new)
+    try:
+        for part, m in zip(parts, mans):
+            for it in m["items"]:
+                new = {**it, "merged_from": os.path.basename(os.path.normpath(part))}
+                for sub in kinds[0]:
+                    try:
+                        with open(os.path.join(part, it[sub]), "rb") as f:
+                            new[sub] = _write(out, sub, len(items), f.read())
+                    except OSError as e:
+                        raise UserError(f"--merge: {part}: cannot copy {it[sub]}: {e.strerror or e}") from None
+                items.append(new)
+    except BaseException:
+        _discard_images(out)
+        raise
     man = {"format": FORMAT, "kind": "merged", "task": mans[0].get("task"), "domain": "target", "count": len(items),
            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
            "args": {"merge": [os.path.abspath(p) for p in parts], "out": out}, "items": items}

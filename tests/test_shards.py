@@ -430,6 +430,15 @@ def test_valset_merge_and_fresh_pool(tmp_path, monkeypatch, capsys):
     assert valset.main(["--merge", v, str(tmp_path / "none"), "--out", str(tmp_path / "m2")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --merge: no manifest.json") and "\n" not in err
+    os.remove(os.path.join(e, "degraded", "00001.png"))  # a part missing an image: one line, nothing half-written
+    assert valset.main(["--merge", v, e, "--out", str(tmp_path / "m3")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot copy degraded/00001.png" in err and "\n" not in err and os.listdir(tmp_path / "m3") == []
+    with open(os.path.join(v, "manifest.json"), "w") as fh:
+        fh.write("{not json")
+    assert valset.main(["--merge", v, e, "--out", str(tmp_path / "m4")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --merge: cannot read") and "\n" not in err
     out = str(tmp_path / "shards")
     assert _run(["--corpus", str(tmp_path), "--task", "denoise", "--tile", "32", "--crops-per-image", "2",
                  "--out", out], capsys)[0] == 0
