@@ -22,6 +22,9 @@ read cos(−∇, y_r−ŷ_r) against that scale.
   σ 1.5 px)? — next to cos(y_r − ŷ_r, blur(ŷ_r) − ŷ_r), how much smoothing the clean image itself asks for. A first
   far above the second: the adaptation signal smooths more than the truth wants, and R loses detail.
 
+A second table (daa/condition_preference.py, same crops and draws) reads the loss itself with R's real output
+replaced by the clean image, a smoothed copy, or the unrestored input: which real-slot image ε_θ rewards.
+
 Source pairs: the split's own source-degraded copies (corpus splits written by data_shards.valset), else `--source
 SPLIT`, else — for denoising — the run's on-the-fly AWGN (σ ~ U[data.awgn_sigma]) on other clean crops of the split.
 The real and the synthetic crop of a batch row come from different images, as in training. Nothing is trained and
@@ -39,6 +42,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .condition_preference import run_preferences
+from .condition_preference import table_md as pref_table_md
 from .objective import DAAObjective, StepDraws, charbonnier
 
 
@@ -288,7 +293,9 @@ def main(argv=None) -> int:
     p.add_argument("--patch", type=int, default=None, help="crop size (default: the run's data.patch_size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--json", default=None, help="also write the table's numbers here")
+    p.add_argument("--json", default=None, help="also write the tables' numbers here")
+    p.add_argument("--only-conditions", action="store_true",
+                   help="skip the gradient table; only which real-slot image ε_θ rewards (daa.condition_preference)")
     a = p.parse_args(argv)
     try:
         if a.threads:
@@ -318,16 +325,22 @@ def main(argv=None) -> int:
             raise ValueError(f"{a.pairs} has no source-degraded copies: give --source SPLIT for task {cfg.data.task}")
         rng = cfg.data.range()
         pairs = {k: to_range(v, rng) for k, v in dict(x_s=x_s, y_s=y_s, x_r=x_r, y_r=y_r).items()}
-        res = run_probes(obj, pairs, alpha, a.batches, a.batch, a.seed)
+        res = {} if a.only_conditions else run_probes(obj, pairs, alpha, a.batches, a.batch, a.seed)
+        prefs = run_preferences(obj, pairs, alpha, a.batches, a.batch, a.seed)
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"run {a.run_dir} ({cfg.objective.mode}, {seen} images seen, α={alpha:.4f}); real pairs {a.pairs}; "
           f"synthetic pairs: {how}; {a.batches}×{a.batch} crops of {patch}² per t-quartile")
-    print(table_md(res))
+    if res:
+        print(table_md(res))
+    print("\nα·L_noise with R's real output replaced (% of its value as trained; mean ± s.e. over batches):")
+    print(pref_table_md(prefs))
     if a.json:
-        Path(a.json).write_text(json.dumps({"run": str(a.run_dir), "alpha": alpha, "images_seen": seen,
-                                            "rows": {k: asdict(v) for k, v in res.items()}}, indent=1))
+        out = {"run": str(a.run_dir), "alpha": alpha, "images_seen": seen, "conditions": prefs}
+        if res:
+            out["rows"] = {k: asdict(v) for k, v in res.items()}
+        Path(a.json).write_text(json.dumps(out, indent=1))
     return 0
 
 

@@ -189,7 +189,8 @@ def test_plan_scores_one_run_on_both_splits(tmp_path):
         "base_variant"] == "daa"
     assert "(`pick`, val split)" in r.stdout and "(`final`, test split)" in r.stdout
     diag = (tmp_path / "runs" / "diagnostics.md").read_text()  # the diagnostic of the daa arm, per t-quartile
-    assert "`noise/daa-a2`" in diag and diag.count("| t ") == 5 and "| all |" in diag
+    assert "`noise/daa-a2`" in diag and diag.count("| t ") == 10 and diag.count("| all |") == 2  # two tables
+    assert "blur(clean) − clean (%)" in diag
     r2 = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r2.returncode == 0 and "(0 to train)" in r2.stdout, r2.stdout[-2000:]
     # --report-only lists a cached result under this plan's arm name, like a rerun (a folder may have been renamed)
@@ -272,11 +273,17 @@ def test_seed_diagnostics_table():
                             {"run": "noise/daa", "seed": 1, "all": {**probe, "cos_oracle": -0.2}}])
     lines = md.splitlines()
     assert len(lines) == 4 and lines[0].startswith("| run | seed | vs baseline (target) |")
-    assert lines[2] == "| noise/daa | 0 | +0.50 | -0.12 | +0.500 | -0.300 | +0.2500 | 0.400 | +0.020 | – | – |"
+    assert lines[2] == ("| noise/daa | 0 | +0.50 | -0.12 | +0.500 | -0.300 | +0.2500 | 0.400 | +0.020 | – | – "
+                        "| – | – | – | – |")
     assert lines[3].startswith("| noise/daa | 1 | – | – | -0.200 |")
+    cond = {"loss": 0.7, "clean − restored": [0.32, 0.11], "blur(restored) − restored": [-0.26, 0.04],
+            "blur(clean) − clean": [-0.53, 0.12], "input − restored": [22.4, 3.0],
+            "synthetic: clean − restored": [0.35, 0.08]}
     md = diagnose_seeds_md([{"run": "noise/daa", "seed": 0, "all": {**probe, "cos_smooth": 0.31,
-                                                                    "cos_truth_smooth": 0.12}}])
-    assert md.splitlines()[2].endswith("| +0.020 | +0.310 | +0.120 |")
+                                                                    "cos_truth_smooth": 0.12}, "conditions": cond}])
+    assert md.splitlines()[2].endswith("| +0.020 | +0.310 | +0.120 | +0.32 ± 0.11 | -0.26 ± 0.04 | -0.53 ± 0.12 "
+                                       "| +22.40 ± 3.00 |")
+    assert all(len(r.split("|")) == len(md.splitlines()[0].split("|")) for r in md.splitlines())
 
 
 def test_camera_reference_study_scores_the_cam_splits():

@@ -417,6 +417,7 @@ def diagnostics(out: Path, studies: list[Study], paths: dict, results: dict, rep
     """daa.diagnose on every seed of the named arms (the study's validation pairs), cached in the run folder
     (diagnose.json, or diagnose_val_cam.json on the camera-reference pairs): the full table for the first seed,
     then one row per seed next to that seed's gain over the baseline."""
+    from daa.condition_preference import table_md as pref_table
     from daa.diagnose import Probe
     from daa.diagnose import table_md as diag_table
 
@@ -429,17 +430,29 @@ def diagnostics(out: Path, studies: list[Study], paths: dict, results: dict, rep
                 run = out / st.task / name / f"s{seed}"
                 pairs = "val" + st.eval_split[len(st.split):]  # diagnosed on the validation pairs the study uses
                 js = run / ("diagnose.json" if pairs == "val" else f"diagnose_{pairs}.json")
+                cmd = [sys.executable, "-m", "daa.diagnose", str(run), "--pairs", str(paths[st.task][pairs]),
+                       "--threads", "1", "--json"]
                 if not js.is_file() and not report_only and (run / "done").is_file():
-                    subprocess.run([sys.executable, "-m", "daa.diagnose", str(run), "--pairs",
-                                    str(paths[st.task][pairs]), "--threads", "1", "--json", str(js)], cwd=ROOT,
-                                   check=True, stdout=subprocess.DEVNULL)
+                    subprocess.run([*cmd, str(js)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
                 if not js.is_file():
                     continue
                 d = json.loads(js.read_text())
+                if "conditions" not in d and not report_only:
+                    # a diagnose.json written before daa.condition_preference: add its table, keep the rows
+                    tmp = js.with_suffix(".conditions.json")
+                    subprocess.run([*cmd, str(tmp), "--only-conditions"], cwd=ROOT, check=True,
+                                   stdout=subprocess.DEVNULL)
+                    d["conditions"] = json.loads(tmp.read_text())["conditions"]
+                    js.write_text(json.dumps(d, indent=1))
+                    tmp.unlink()
                 if seed == min(st.seeds):
                     md += [f"#### `{st.task}/{name}` (seed {seed}, α={d['alpha']:.3f}, {pairs} pairs)", "",
                            diag_table({k: Probe(**v) for k, v in d["rows"].items()}), ""]
-                row = {"run": f"{st.task}/{name}", "seed": seed, "all": d["rows"]["all"]}
+                    if "conditions" in d:
+                        md += ["α·L_noise with R's real output replaced (% of its value as trained; mean ± s.e.; "
+                               "daa/condition_preference.py):", "", pref_table(d["conditions"]), ""]
+                row = {"run": f"{st.task}/{name}", "seed": seed, "all": d["rows"]["all"],
+                       "conditions": d.get("conditions", {}).get("all")}
                 arm = next((a for a in st.arms if a.name == name), None)
                 r, b = (results.get((st.task, x, seed, st.eval_split)) if x else None for x in (arm, base))
                 if r is not None and b is not None:

@@ -185,18 +185,23 @@ def report(out: Path, summaries: list[dict], report_dir: Path | None, name: str 
 
 def diagnose_seeds_md(rows: list[dict]) -> str:
     """The per-seed view of daa.diagnose: each diagnosed run's "all t" row next to that seed's target gain and
-    source change over the study's baseline run of the same seed (does the noise loss pull the way the seeds go?)."""
+    source change over the study's baseline run of the same seed (does the noise loss pull the way the seeds go?),
+    and which real-slot image ε_θ's loss rewards (daa.condition_preference, % of α·L_noise)."""
     lines = ["| run | seed | vs baseline (target) | vs baseline (source) | cos θ: noise·oracle | cos θ: source·oracle "
              "| Δcos total→oracle | ‖∇θ noise‖/‖∇θ pix‖ | cos(−∇, y_r−ŷ_r) | cos(−∇, blur−ŷ_r) "
-             "| cos(y_r−ŷ_r, blur−ŷ_r) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| cos(y_r−ŷ_r, blur−ŷ_r) | L: clean − restored (%) | L: blur(restored) − restored (%) "
+             "| L: blur(clean) − clean (%) | L: input − restored (%) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     from daa.diagnose import fmt  # '–' for a statistic an older cached diagnose.json does not have
 
     f = lambda v: "–" if v is None else f"{v:+.2f}"  # noqa: E731
+    pref = lambda c, k: "–" if not c else f"{c[k][0]:+.2f} ± {c[k][1]:.2f}"  # noqa: E731
     for r in rows:
-        p = r["all"]
+        p, c = r["all"], r.get("conditions")
         lines.append(f"| {r['run']} | {r['seed']} | {f(r.get('gain'))} | {f(r.get('source_change'))} | "
                      f"{p['cos_oracle']:+.3f} | {p['cos_source_oracle']:+.3f} | {p['delta_cos_total']:+.4f} | "
                      f"{p['norm_ratio']:.3f} | {p['cos_real']:+.3f} | {fmt(p.get('cos_smooth'))} | "
-                     f"{fmt(p.get('cos_truth_smooth'))} |")
+                     f"{fmt(p.get('cos_truth_smooth'))} | {pref(c, 'clean − restored')} | "
+                     f"{pref(c, 'blur(restored) − restored')} | {pref(c, 'blur(clean) − clean')} | "
+                     f"{pref(c, 'input − restored')} |")
     return "\n".join(lines)
