@@ -82,7 +82,7 @@ DETAIL_CAMDARK_FRESH = --task camdark --split fresh_cam --arms baseline-ema,daa-
 	--title "Denoising round 5 (camdark, camera reference), test split: the fresh pool F"
 DETAIL_RAIN = --task rain --split test --arms baseline,daa-a3,oracle --title "Deraining, test split"
 
-# DAA-mini: the paper's claim at CPU scale (every study of the plan, ~10 h on 2 cores; resumable: a rerun
+# DAA-mini: the paper's claim at CPU scale (every study of the plan, ~11.5 h on 2 cores; resumable: a rerun
 # trains only what is missing). Tables and plots go to docs/results/; docs/RESULTS.md discusses them.
 reproduce: install
 	$(PY) -m data_shards.photos --out .data/photos
