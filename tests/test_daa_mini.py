@@ -191,8 +191,15 @@ def test_plan_scores_one_run_on_both_splits(tmp_path):
     diag = (tmp_path / "runs" / "diagnostics.md").read_text()  # the diagnostic of the daa arm, per t-quartile
     assert "`noise/daa-a2`" in diag and diag.count("| t ") == 10 and diag.count("| all |") == 2  # two tables
     assert "blur(clean) − clean (%)" in diag
+    # a diagnosis cached before daa.condition_preference gets its table added on a rerun, its rows kept
+    js = tmp_path / "runs" / "noise" / "daa-a2" / "s0" / "diagnose.json"
+    before = json.loads(js.read_text())
+    js.write_text(json.dumps({k: v for k, v in before.items() if k != "conditions"}))
     r2 = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r2.returncode == 0 and "(0 to train)" in r2.stdout, r2.stdout[-2000:]
+    after = json.loads(js.read_text())
+    assert after["rows"] == before["rows"] and after["conditions"] == before["conditions"]  # same draws, same numbers
+    assert not list(js.parent.glob("*.conditions.json"))  # no temporary file left
     # --report-only lists a cached result under this plan's arm name, like a rerun (a folder may have been renamed)
     res = tmp_path / "runs" / "noise" / "daa-a2" / "s0" / "result_val.json"
     res.write_text(json.dumps({**json.loads(res.read_text()), "variant": "daa-renamed"}))

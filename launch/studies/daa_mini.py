@@ -443,8 +443,8 @@ def diagnostics(out: Path, studies: list[Study], paths: dict, results: dict, rep
                     subprocess.run([*cmd, str(tmp), "--only-conditions"], cwd=ROOT, check=True,
                                    stdout=subprocess.DEVNULL)
                     d["conditions"] = json.loads(tmp.read_text())["conditions"]
-                    js.write_text(json.dumps(d, indent=1))
-                    tmp.unlink()
+                    tmp.write_text(json.dumps(d, indent=1))
+                    os.replace(tmp, js)  # atomic: an interrupted update leaves the cached diagnosis as it was
                 if seed == min(st.seeds):
                     md += [f"#### `{st.task}/{name}` (seed {seed}, α={d['alpha']:.3f}, {pairs} pairs)", "",
                            diag_table({k: Probe(**v) for k, v in d["rows"].items()}), ""]
