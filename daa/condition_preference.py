@@ -64,23 +64,16 @@ def preference_batch(obj: DAAObjective, x_s: torch.Tensor, y_s: torch.Tensor, x_
 
 def run_preferences(obj: DAAObjective, pairs: dict[str, torch.Tensor], alpha: float, batches: int, batch: int,
                     seed: int = 0) -> dict[str, dict]:
-    """Per t-quartile and 'all': {'loss': mean α·L_noise as trained, variant: (mean %, standard error %)}."""
-    from .diagnose import quartile_draws, quartile_edges
+    """Per t-quartile and 'all': {'loss': mean α·L_noise as trained, variant: (mean %, standard error %)}, on the
+    crops and draws daa.diagnose's gradient table reads (diagnose.quartile_batches, same seed)."""
+    from .diagnose import quartile_batches
 
-    gen = torch.Generator().manual_seed(seed)
-    n = len(pairs["x_r"])
     out: dict[str, dict] = {}
     every: list[tuple[float, dict]] = []
-    for q, (a, b) in enumerate(quartile_edges(obj)):
-        rows = []
-        for _ in range(batches):
-            i = torch.randint(0, n, (batch,), generator=gen)
-            j = torch.randint(0, len(pairs["x_s"]), (batch,), generator=gen)
-            d = quartile_draws(obj, batch, pairs["x_r"].shape[1:], q, gen)
-            rows.append(preference_batch(obj, pairs["x_s"][j], pairs["y_s"][j], pairs["x_r"][i], pairs["y_r"][i],
-                                         alpha, d, y_ref=pairs["y_s"][j.roll(1)] if obj.cfg.mode == "daa_ref"
-                                         else None))
-        out[f"t {a}-{b}"] = summarize(rows)
+    for label, group in quartile_batches(obj, pairs, batches, batch, seed):
+        rows = [preference_batch(obj, x_s, y_s, x_r, y_r, alpha, d, y_ref=y_ref)
+                for x_s, y_s, x_r, y_r, d, y_ref in group]
+        out[label] = summarize(rows)
         every += rows
     out["all"] = summarize(every)
     return out

@@ -185,23 +185,33 @@ def mean_probe(ps: list[Probe], grads: dict | None = None) -> Probe:
     return out
 
 
-def run_probes(obj: DAAObjective, pairs: dict[str, torch.Tensor], alpha: float, batches: int, batch: int,
-               seed: int = 0) -> dict[str, Probe]:
-    """Per t-quartile (and 'all') mean Probe over `batches` batches drawn from `pairs` (x_s, y_s, x_r, y_r crops,
-    (N,3,P,P) in the networks' range; row i of the real and the synthetic sets are different images)."""
+def quartile_batches(obj: DAAObjective, pairs: dict[str, torch.Tensor], batches: int, batch: int, seed: int = 0):
+    """Per t-quartile: (its label, `batches` batches as probe_batch arguments: x_s, y_s, x_r, y_r, draws, y_ref),
+    drawn from `pairs` (x_s, y_s, x_r, y_r crops, (N,3,P,P) in the networks' range; row i of the real and the
+    synthetic sets are different images). The same seed gives the same crops and draws to every table."""
     gen = torch.Generator().manual_seed(seed)
     n = len(pairs["x_r"])
-    out: dict[str, Probe] = {}
-    total: dict = {}
     for q, (a, b) in enumerate(quartile_edges(obj)):
-        ps, grads = [], {}
+        out = []
         for _ in range(batches):
             i = torch.randint(0, n, (batch,), generator=gen)
             j = torch.randint(0, len(pairs["x_s"]), (batch,), generator=gen)
             d = quartile_draws(obj, batch, pairs["x_r"].shape[1:], q, gen)
-            ps.append(probe_batch(obj, pairs["x_s"][j], pairs["y_s"][j], pairs["x_r"][i], pairs["y_r"][i], alpha, d,
-                                  y_ref=pairs["y_s"][j.roll(1)] if obj.cfg.mode == "daa_ref" else None, grads=grads))
-        out[f"t {a}-{b}"] = mean_probe(ps, grads)
+            out.append((pairs["x_s"][j], pairs["y_s"][j], pairs["x_r"][i], pairs["y_r"][i], d,
+                        pairs["y_s"][j.roll(1)] if obj.cfg.mode == "daa_ref" else None))
+        yield f"t {a}-{b}", out
+
+
+def run_probes(obj: DAAObjective, pairs: dict[str, torch.Tensor], alpha: float, batches: int, batch: int,
+               seed: int = 0) -> dict[str, Probe]:
+    """Per t-quartile (and 'all') mean Probe over `batches` batches drawn from `pairs` (quartile_batches)."""
+    out: dict[str, Probe] = {}
+    total: dict = {}
+    for label, group in quartile_batches(obj, pairs, batches, batch, seed):
+        grads: dict = {}
+        ps = [probe_batch(obj, x_s, y_s, x_r, y_r, alpha, d, y_ref=y_ref, grads=grads)
+              for x_s, y_s, x_r, y_r, d, y_ref in group]
+        out[label] = mean_probe(ps, grads)
         for k, g in grads.items():
             total[k] = total[k] + g if k in total else g.clone()
     out["all"] = mean_probe(list(out.values()), total)
