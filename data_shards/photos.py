@@ -7,12 +7,14 @@ Two pools of clean photographs that need no dataset download:
   directory and unpacked with `dpkg-deb -x` (nothing is installed). Without apt, the corpus is pool P only;
 - pool O: 17 natural photos of Debian's opencv-doc examples, split F: a fresh test pool added after four rounds
   had scored pool E (docs/RESULTS.md, Amendment 5). Downscaled 2× more than the others (they are small, and their
-  film grain and JPEG blocks would otherwise stay in the "clean" image).
+  film grain and JPEG blocks would otherwise stay in the "clean" image);
+- pool G: the 5 natural photos of Debian's palapeli-data puzzle collection, split G: a second fresh test pool
+  added after round 5 and Exploration 1 (docs/RESULTS.md, Amendment 6), downscaled 2× more, as pool O.
 
 Each photo is downscaled to a maximum side (PIL BOX, which also averages away sensor noise and JPEG artefacts) and
 saved as PNG; `manifest.json` records per photo its file, source package, author, licence, size and split pool
-(E = held-out test, S = source pairs, U = unpaired target, V = validation, F = fresh test). Only this explicit
-build step touches the network; `load_manifest` and `load_photo` read local files only.
+(E = held-out test, S = source pairs, U = unpaired target, V = validation, F and G = fresh test pools). Only this
+explicit build step touches the network; `load_manifest` and `load_photo` read local files only.
 
     python -m data_shards.photos --out .data/photos [--max-side 1024] [--no-apt]
 """
@@ -84,10 +86,19 @@ OPENCV_DOC = "opencv-doc"
 POOL_O = ["aero1", "aloeL", "apple", "baboon", "board", "building", "butterfly", "chicky_512", "fruits", "graf1",
           "home", "leuvenA", "messi5", "orange", "rubberwhale1", "smarties", "squirrel_cls"]
 POOL_O_LICENCE = "Apache-2.0 AND BSD-3-Clause (OpenCV; several are classic USC-SIPI test images of unclear origin)"
-POOL_O_SCALE = 2  # extra downscale factor of pool O
+POOL_O_SCALE = 2  # extra downscale factor of pools O and G
+# Pool G (split G), fixed in Amendment 6 before anything was scored on it: every photo of palapeli-data's puzzle
+# collection (the package's other images are icons and textures). name -> (author, licence), from each photo's
+# .desktop file. Small JPEGs (1.0-2.1 MP), so downscaled 2x as pool O is.
+PALAPELI = "palapeli-data"
+POOL_G = {"castle-maintenon": ("Eric Pouhier", "GFDL"), "cincinnati-bridge": ("Derek Jensen", "public domain"),
+          "citrus-fruits": ("US Department of Agriculture", "public domain"),
+          "european-honey-bee": ("John Severns", "public domain"),
+          "panther-chameleon-female": ("B. Navez and others", "GFDL")}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".ppm", ".bmp")
 _D_DIRS = {_L16: "usr/share/backgrounds", "lomiri-wallpapers-20.04": "usr/share/backgrounds",
            "mate-backgrounds": "usr/share/backgrounds/mate/nature",
-           OPENCV_DOC: "usr/share/doc/opencv-doc/examples/data"}
+           OPENCV_DOC: "usr/share/doc/opencv-doc/examples/data", PALAPELI: "usr/share/palapeli/collection"}
 
 # Splits, notes/data.md §3.3. E is fixed by the pilot. S takes every other remaining photo of each package, 4 each
 # from lomiri-16.04, mate and plasma (Kleiber, the only lomiri-20.04 photo, goes to U); the remaining 17 go to U.
@@ -105,9 +116,12 @@ FALLBACK = {"coffee": "E", "rocket": "E", "astronaut": "S", "china": "S", "grace
 
 
 def split_of(name: str, pool: str, have_pool_d: bool) -> str:
-    """Split pool ('E', 'S', 'U', 'V' or 'F') of a photo; pool P uses the fallback split when pool D is absent."""
+    """Split pool ('E', 'S', 'U', 'V', 'F' or 'G') of a photo; pool P uses the fallback split when pool D is
+    absent."""
     if pool == "O":
         return "F"
+    if pool == "G":
+        return "G"
     if not have_pool_d:
         return FALLBACK[name]
     if name in SPLIT_E:
@@ -206,7 +220,7 @@ def _fetch_debs(workdir: str, packages: list[str]) -> tuple[str | None, dict[str
 
 
 def _deb_source(root: str, pkg: str, name: str) -> tuple[str | None, str | None]:
-    """(image path, author) of one pool-D or pool-O photo inside the unpacked tree."""
+    """(image path, author) of one pool-D, -O or -G photo inside the unpacked tree."""
     if pkg == "plasma-workspace-wallpapers":
         base = os.path.join(root, "usr/share/wallpapers", name)
         # One real file per wallpaper; the other size names are symlinks to it.
@@ -218,8 +232,9 @@ def _deb_source(root: str, pkg: str, name: str) -> tuple[str | None, str | None]
         except (OSError, KeyError, IndexError, ValueError):
             pass
         return (max(files, key=os.path.getsize) if files else None), author
-    hits = sorted(glob.glob(os.path.join(root, _D_DIRS[pkg], name + ".*")))
-    return (hits[0] if hits else None), _author_in_name(name)
+    hits = sorted(h for h in glob.glob(os.path.join(root, _D_DIRS[pkg], name + ".*"))
+                  if h.lower().endswith(IMAGE_SUFFIXES))  # palapeli keeps a .desktop file beside each photo
+    return (hits[0] if hits else None), POOL_G[name][0] if pkg == PALAPELI else _author_in_name(name)
 
 
 def _author_in_name(name: str) -> str | None:
@@ -287,10 +302,11 @@ def build(out: str, max_side: int = 1024, use_apt: bool = True, log: Callable[[s
                         "package_version": _dist_version(pkg), "author": author, "licence": lic,
                         "width": w, "height": h})
 
-    # (package, name, licence, pool): pool D, then pool O
+    # (package, name, licence, pool): pool D, then pools O and G
     d_names = [(pkg, n, lic, "D") for pkg, items in POOL_D.items() for n, lic in items]
     d_names += [(OPENCV_DOC, n, POOL_O_LICENCE, "O") for n in POOL_O]
-    rel_of = {"D": "d/{}.png", "O": "o/{}.png"}
+    d_names += [(PALAPELI, n, lic, "G") for n, (_, lic) in POOL_G.items()]
+    rel_of = {"D": "d/{}.png", "O": "o/{}.png", "G": "g/{}.png"}
     missing = sorted({pkg for pkg, n, _, pool in d_names
                       if not os.path.exists(os.path.join(out, rel_of[pool].format(n)))})
     root, versions = None, {}
@@ -298,11 +314,11 @@ def build(out: str, max_side: int = 1024, use_apt: bool = True, log: Callable[[s
         if missing and use_apt:
             root, versions, msg = _fetch_debs(tmp, missing)  # only the packages that still miss a photo
             if root is None:
-                log(f"photos: pools D/O unavailable ({msg}); continuing without them")
+                log(f"photos: pools D/O/G unavailable ({msg}); continuing without them")
             else:
                 _keep_copyright_files(root, out)
         elif missing:
-            log("photos: --no-apt given; pools D and O skipped (pool P only)")
+            log("photos: --no-apt given; pools D, O and G skipped (pool P only)")
         for pkg, name, lic, pool in d_names:
             rel = rel_of[pool].format(name)
             old = prev_by_name.get(name, {})
@@ -314,7 +330,7 @@ def build(out: str, max_side: int = 1024, use_apt: bool = True, log: Callable[[s
                         log(f"photos: {name} not found in {pkg}; skipped")
                     continue
                 author = author if author is not None else old.get("author")
-            w, h, new = _save(out, rel, lambda s=src: _open_rgb(s), max_side, POOL_O_SCALE if pool == "O" else 1)
+            w, h, new = _save(out, rel, lambda s=src: _open_rgb(s), max_side, POOL_O_SCALE if pool in "OG" else 1)
             written += new
             records.append({"name": name, "file": rel, "pool": pool, "package": pkg,
                             "package_version": versions.get(pkg, old.get("package_version")), "author": author,
@@ -326,9 +342,10 @@ def build(out: str, max_side: int = 1024, use_apt: bool = True, log: Callable[[s
     manifest = {"format": FORMAT_VERSION, "max_side": max_side,
                 "split_scheme": "full" if have_d else "pool_p_fallback", "photos": records}
     _write_json(os.path.join(out, MANIFEST), manifest)
-    counts = {k: sum(r["split"] == k for r in records) for k in "ESUVF"}
-    n = {k: sum(r["pool"] == k for r in records) for k in "PDO"}
-    log(f"photos: {len(records)} photos (pool P {n['P']}, pool D {n['D']}, pool O {n['O']}; {written} newly written) "
+    counts = {k: sum(r["split"] == k for r in records) for k in "ESUVFG"}
+    n = {k: sum(r["pool"] == k for r in records) for k in "PDOG"}
+    log(f"photos: {len(records)} photos (pool P {n['P']}, pool D {n['D']}, pool O {n['O']}, pool G {n['G']}; "
+        f"{written} newly written) "
         f"-> " + " / ".join(f"{k} {v}" for k, v in counts.items()) + f" in {out}")
     return load_manifest(out)
 
@@ -336,7 +353,7 @@ def build(out: str, max_side: int = 1024, use_apt: bool = True, log: Callable[[s
 def _keep_copyright_files(root: str, out: str) -> None:
     """Keep each package's debian/copyright next to the derivatives (CC-BY(-SA) and GPL need the attribution)."""
     os.makedirs(os.path.join(out, "licences"), exist_ok=True)
-    for pkg in [*POOL_D, OPENCV_DOC]:
+    for pkg in [*POOL_D, OPENCV_DOC, PALAPELI]:
         src = os.path.join(root, "usr/share/doc", pkg, "copyright")
         dst = os.path.join(out, "licences", f"{pkg}.copyright")
         if os.path.exists(src) and not os.path.exists(dst):

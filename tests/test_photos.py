@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from data_shards import photos
+from data_shards.write import corpus_split as write_corpus_split
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -76,6 +77,10 @@ def test_full_split_is_disjoint_and_sized():
     # pool O (opencv-doc, Amendment 5) is the fresh test pool F, whatever else the corpus holds
     assert len(set(photos.POOL_O)) == 17 and not set(photos.POOL_O) & set(p_names + d_names)
     assert {photos.split_of(n, "O", have) for n in photos.POOL_O for have in (True, False)} == {"F"}
+    # pool G (palapeli-data, Amendment 6) is the second fresh test pool G, disjoint from every other pool
+    assert len(photos.POOL_G) == 5 and not set(photos.POOL_G) & set(p_names + d_names + photos.POOL_O)
+    assert {photos.split_of(n, "G", have) for n in photos.POOL_G for have in (True, False)} == {"G"}
+    assert write_corpus_split({"name": "x", "split": "G", "pool": "G"}) == "G"
 
 
 def test_pool_o_is_downscaled_twice_as_much():

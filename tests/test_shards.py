@@ -410,15 +410,15 @@ def test_valset_corpus_fixed_split(tmp_path, monkeypatch, capsys):
 
 def test_valset_merge_and_fresh_pool(tmp_path, monkeypatch, capsys):
     """--merge: one split holding two splits' items in order, images byte-identical, each item naming its split;
-    pool F (the fresh test pool) is a split of its own that neither the shards nor pools E/V take from."""
-    _stub_corpus(tmp_path, monkeypatch, pools="SSUUEEVF")
+    pools F and G (the fresh test pools) are splits of their own that neither the shards nor pools E/V take from."""
+    _stub_corpus(tmp_path, monkeypatch, pools="SSUUEEVFXG")  # X: a photo of no split
     base = ["--corpus", str(tmp_path), "--task", "denoise", "--crop", "32", "--crops-per-image", "2", "--candidates",
             "4"]
-    e, v, f, m = (str(tmp_path / k) for k in ("e", "v", "f", "m"))
-    for pool, out in (("E", e), ("V", v), ("F", f)):
+    e, v, f, g, m = (str(tmp_path / k) for k in ("e", "v", "f", "g", "m"))
+    for pool, out in (("E", e), ("V", v), ("F", f), ("G", g)):
         assert valset.main([*base, "--pool", pool, "--out", out]) == 0
     names = lambda d: {it["name"] for it in json.load(open(os.path.join(d, "manifest.json")))["items"]}  # noqa
-    assert (names(e), names(v), names(f)) == ({"photo4", "photo5"}, {"photo6"}, {"photo7"})
+    assert (names(e), names(v), names(f), names(g)) == ({"photo4", "photo5"}, {"photo6"}, {"photo7"}, {"photo9"})
     assert valset.main(["--merge", v, e, "--out", m]) == 0
     for dom in ("target", "source"):
         (dm, cm), (dv, cv), (de, ce) = (valset.load_valset(d, dom) for d in (m, v, e))
@@ -442,7 +442,7 @@ def test_valset_merge_and_fresh_pool(tmp_path, monkeypatch, capsys):
     out = str(tmp_path / "shards")
     assert _run(["--corpus", str(tmp_path), "--task", "denoise", "--tile", "32", "--crops-per-image", "2",
                  "--out", out], capsys)[0] == 0
-    assert load_manifest(out)["counts"] == {"syn": 4, "real": 4, "ref": 4}  # S and U only: F stays unseen
+    assert load_manifest(out)["counts"] == {"syn": 4, "real": 4, "ref": 4}  # S and U only: F and G stay unseen
 
 
 def test_camera_reference_splits_and_oracle_pairs(tmp_path, monkeypatch, capsys):

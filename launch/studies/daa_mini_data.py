@@ -138,23 +138,27 @@ def prepare_data(name: str, t: Task, data: Path, photos: Path, polyu: Path | Non
         _valset(root / "valpool_cam", ["--merge", root / "val_cam", root / "test_cam"])
         from data_shards import photos as photos_mod
 
-        if any(e.get("split") == "F" for e in photos_mod.load_manifest(str(photos))):
-            _valset(root / "fresh_cam", ["--corpus", photos, "--task", t.task, "--pool", "F", "--seed", "0", *prof,
-                                         *cam, *few, *crops])
+        # round 6 (Amendment 6): pool G, the second fresh test pool
+        splits = {e.get("split") for e in photos_mod.load_manifest(str(photos))}
+        for folder, pool in (("fresh_cam", "F"), ("fresh2_cam", "G")):
+            if pool in splits:
+                _valset(root / folder, ["--corpus", photos, "--task", t.task, "--pool", pool, "--seed", "0", *prof,
+                                        *cam, *few, *crops])
     return paths_only(name, data, source_task)
 
 
 def paths_only(name: str, data_root: Path, source_task: str) -> dict[str, Path]:
     """The data folders of a task; `*_cam`: the camera-reference variants (their source pairs are the plain
-    splits': the same photos and seeds). `valpool_cam` (val_cam + test_cam) and `fresh_cam` (pool F) hold their
-    own source copies (for the first, byte-identical to the plain splits')."""
+    splits': the same photos and seeds). `valpool_cam` (val_cam + test_cam), `fresh_cam` (pool F) and `fresh2_cam`
+    (pool G) hold their own source copies (for the first, byte-identical to the plain splits')."""
     root = data_root / name
     src = data_root / source_task if name == "polyu" else root
     return dict(shards=root / "shards", oracle=root / "oracle", test=root / "test", source_test=src / "test",
                 val=root / "val", source_val=src / "val", oracle_cam=root / "oracle_cam", test_cam=root / "test_cam",
                 source_test_cam=src / "test", val_cam=root / "val_cam", source_val_cam=src / "val",
                 valpool_cam=root / "valpool_cam", source_valpool_cam=root / "valpool_cam",
-                fresh_cam=root / "fresh_cam", source_fresh_cam=root / "fresh_cam")
+                fresh_cam=root / "fresh_cam", source_fresh_cam=root / "fresh_cam",
+                fresh2_cam=root / "fresh2_cam", source_fresh2_cam=root / "fresh2_cam")
 
 
 def _manifest_facts(path: Path) -> object:

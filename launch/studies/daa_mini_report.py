@@ -10,7 +10,7 @@ import json
 import math
 from pathlib import Path
 
-TEST_SPLITS = ("test", "fresh")
+TEST_SPLITS = ("test", "fresh", "fresh2")
 """Splits a verdict is read on: pool E (rounds 1–4) and pool F (round 5 on, docs/RESULTS.md Amendment 5)."""
 
 
