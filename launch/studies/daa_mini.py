@@ -101,6 +101,8 @@ SPLITS = ("val", "test", "valpool", "fresh", "fresh2")
 """Scored splits: val (pool V), test (pool E); from round 5 (docs/RESULTS.md, Amendment 5, camera reference only)
 valpool (pools V + E: validation) and fresh (pool F: the test split), from round 6 (Amendment 6) fresh2 (pool G);
 a verdict is read on test, fresh and fresh2 only."""
+CAMERA_ONLY_SPLITS = ("valpool", "fresh", "fresh2")
+"""Splits written for the camera reference only (valpool_cam, fresh_cam, fresh2_cam)."""
 
 
 @dataclass
@@ -271,7 +273,7 @@ def check_study(st: Study) -> None:
         raise SystemExit(f"error: unknown task {st.task!r}; choose from {', '.join(TASKS)}")
     if st.split not in SPLITS:
         raise SystemExit(f"error: study {st.name}: split must be one of {', '.join(SPLITS)}, got {st.split!r}")
-    if st.split in ("valpool", "fresh", "fresh2") and st.reference != "camera":
+    if st.split in CAMERA_ONLY_SPLITS and st.reference != "camera":
         raise SystemExit(f"error: study {st.name}: split {st.split} exists for the camera reference only "
                          "(reference: camera)")
     if st.reference not in ("photo", "camera") or (st.reference == "camera" and st.task not in CAMERA_TASKS):

@@ -11,7 +11,8 @@ import math
 from pathlib import Path
 
 TEST_SPLITS = ("test", "fresh", "fresh2")
-"""Splits a verdict is read on: pool E (rounds 1–4) and pool F (round 5 on, docs/RESULTS.md Amendment 5)."""
+"""Splits a verdict is read on: pool E (rounds 1–4), pool F (round 5, docs/RESULTS.md Amendment 5) and pool G
+(round 6, Amendment 6)."""
 
 
 def _ms(xs: list[float]) -> tuple[float, float]:
