@@ -90,3 +90,16 @@ def test_pool_o_is_downscaled_twice_as_much():
     assert photos._downscale(im, 1024).size == (640, 480)
     assert photos._downscale(im, 1024, photos.POOL_O_SCALE).size == (320, 240)
     assert photos._downscale(im, 256, photos.POOL_O_SCALE).size == (256, 192)
+
+
+def test_deb_source_takes_the_photo_not_the_desktop_file_beside_it(tmp_path):
+    """palapeli-data keeps `<name>.desktop` next to `<name>.jpg` (and the .desktop sorts first): the photo is taken,
+    with the pool-G author; a name with no image file gives None."""
+    d = tmp_path / photos._D_DIRS[photos.PALAPELI]
+    d.mkdir(parents=True)
+    (d / "citrus-fruits.desktop").write_text("[Desktop Entry]")
+    (d / "citrus-fruits.jpg").write_bytes(b"jpeg")
+    (d / "european-honey-bee.desktop").write_text("[Desktop Entry]")
+    src, author = photos._deb_source(str(tmp_path), photos.PALAPELI, "citrus-fruits")
+    assert src == str(d / "citrus-fruits.jpg") and author == "US Department of Agriculture"
+    assert photos._deb_source(str(tmp_path), photos.PALAPELI, "european-honey-bee")[0] is None
