@@ -312,3 +312,29 @@ def test_exploration_tasks_run_only_when_named():
     assert [st.task for st in named] == ["camdark"]
     st = daa_mini.Study("s", "camdark", "val", [0], [daa_mini.Arm("oracle", "oracle")], reference="camera")
     daa_mini.check_study(st)  # a camera-noise task: the camera reference is allowed
+
+
+def test_report_of_some_studies_keeps_the_others(tmp_path):
+    """`--studies X --report-dir D` rewrites X's table in D and keeps every other study's, in plan order; a whole
+    plan's report replaces D's tables (studies dropped from the plan go)."""
+    from daa_mini_report import report, summarize
+
+    inputs = {k: {"psnr": 20.0, "ssim": 0.5} for k in ("target", "source")}
+
+    def study(name, daa_psnr):
+        rs = [{"variant": v, "seed": 0, "target": {"psnr": p, "ssim": 0.6}, "source": {"psnr": 24.0, "ssim": 0.7}}
+              for v, p in (("baseline", 25.0), ("daa", daa_psnr))]
+        return summarize("noise", f"title {name}", inputs, rs, ["baseline", "daa"], "val", study=name)
+
+    rd = tmp_path / "docs"
+    report(tmp_path / "o1", [study("a", 25.1), study("b", 25.2), study("old", 25.3)], rd)
+    report(tmp_path / "o2", [study("c", 25.4), study("b", 26.5)], rd, merge_order=["a", "b", "c"])
+    md = (rd / "tables.md").read_text()
+    heads = [line for line in md.splitlines() if line.startswith("### ")]
+    assert [h.split("`")[1] for h in heads] == ["a", "b", "c", "old"]
+    assert "| daa | 26.50 | +1.50 |" in md and "| daa | 25.20 |" not in md  # b rescored, a kept
+    assert "| daa | 25.10 | +0.10 |" in md
+    assert [s["study"] for s in json.loads((rd / "summary.json").read_text())] == ["a", "b", "c", "old"]
+    assert "`a`" not in (tmp_path / "o2" / "summary.md").read_text()  # the run folder's report is this run's only
+    report(tmp_path / "o3", [study("b", 25.0)], rd)  # no merge: the whole plan's report
+    assert [s["study"] for s in json.loads((rd / "summary.json").read_text())] == ["b"]

@@ -326,7 +326,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
                    help="extra trainer overrides for every run (changes the runs' identity: use a new --out)")
-    p.add_argument("--report-dir", default=None, help="also write tables.md, summary.json and plots here")
+    p.add_argument("--report-dir", default=None,
+                   help="also write tables.md, summary.json and plots here (with --studies, the other studies' "
+                        "tables already there are kept)")
     p.add_argument("--report-only", action="store_true", help="summarize the finished runs, train nothing")
     p.add_argument("--quick", action="store_true", help="CI smoke test: task noise, baseline + daa, 1 seed, tiny")
     return p.parse_args(argv)
@@ -344,6 +346,7 @@ def main(argv=None) -> int:
         a.extra = ["run.total_images=64", "objective.alpha_ramp_images=64", "run.ckpt_every_images=32",
                    "run.log_every_images=16", "run.eval_every_images=64", "data.patch_size=32", *a.extra]
     studies = load_plan(resolve(a.plan)) if a.plan else cli_studies(a, polyu)
+    plan_order = [st.name for st in studies]
     if a.studies:
         want = a.studies.split(",")
         unknown = [w for w in want if w not in {st.name for st in studies}]
@@ -404,8 +407,14 @@ def main(argv=None) -> int:
         inputs = input_result(paths[st.task], st.task, st.eval_split)
         summaries.append(summarize(st.task, st.title or t.title, inputs, rs, [(arm.name, arm.row) for arm in st.arms],
                                    st.split, t.y_metric, st.name, photos, trip))
-    report(out, summaries, resolve(a.report_dir) if a.report_dir else None)
-    diagnostics(out, studies, paths, results, resolve(a.report_dir) if a.report_dir else None, a.report_only)
+    # a subset of the plan merges into the report dir: rescoring one study must not drop every other study's table
+    subset = bool(a.studies)
+    report(out, summaries, resolve(a.report_dir) if a.report_dir else None,
+           merge_order=plan_order if subset else None)
+    diagnostics(out, studies, paths, results, resolve(a.report_dir) if a.report_dir and not subset else None,
+                a.report_only)
+    if a.report_dir and subset:
+        log(f"{a.report_dir}/diagnostics.md kept as it was: it is rewritten only when the whole plan is reported")
     log(f"DAA-mini done in {time.time() - t0:.0f} s (results in {out})")
     return 1 if not a.report_only and len(results) < len(jobs) else 0
 

@@ -163,23 +163,45 @@ def bar_plot(s: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def report(out: Path, summaries: list[dict], report_dir: Path | None, name: str = "summary") -> str:
-    """One markdown section, plot and summary.json entry per study; returns the markdown."""
+def summaries_md(summaries: list[dict]) -> str:
+    """One markdown section per study: its table, then its per-photo table where it has one."""
     md = []
     for s in summaries:
         md += [f"### {s['title']} (`{s['study']}`, {s['split']} split)", "", table_md(s), ""]
         if "by_photo" in s:
             md += [f"Per photo (target {s['split']} split, mean over seeds):", "", by_photo_md(s["by_photo"]), ""]
+    return "\n".join(md)
+
+
+def merge_summaries(existing: list[dict], new: list[dict], order: list[str]) -> list[dict]:
+    """The report's studies after scoring some of them again: `new` replaces the entries of the same study and
+    joins the others, in plan order (`order`); studies no longer in the plan keep their place after those that are."""
+    by_study = {s["study"]: s for s in existing}
+    by_study.update({s["study"]: s for s in new})
+    rank = {n: i for i, n in enumerate(order)}
+    return sorted(by_study.values(), key=lambda s: rank.get(s["study"], len(rank)))  # stable: unknown keep order
+
+
+def report(out: Path, summaries: list[dict], report_dir: Path | None, name: str = "summary",
+           merge_order: list[str] | None = None) -> str:
+    """One markdown section, plot and summary.json entry per study; returns the markdown. With `merge_order` (the
+    plan's study names), report_dir's existing summary keeps the studies not given here, so a subset of the plan
+    can update docs/results without dropping the other studies' tables."""
+    text = summaries_md(summaries)
+    for s in summaries:
         for d in (out, report_dir) if report_dir is not None else (out,):
             bar_plot(s, d / f"{s['study']}.png")
-    text = "\n".join(md)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.md").write_text(text)
     (out / f"{name}.json").write_text(json.dumps(summaries, indent=1))
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / ("tables.md" if name == "summary" else f"{name}.md")).write_text(text)
-        (report_dir / f"{name}.json").write_text(json.dumps(summaries, indent=1))
+        kept = report_dir / f"{name}.json"
+        full = summaries
+        if merge_order is not None and kept.is_file():
+            full = merge_summaries(json.loads(kept.read_text()), summaries, merge_order)
+        (report_dir / ("tables.md" if name == "summary" else f"{name}.md")).write_text(summaries_md(full))
+        (report_dir / f"{name}.json").write_text(json.dumps(full, indent=1))
     print("\n" + text, flush=True)
     return text
 
