@@ -338,3 +338,21 @@ def test_report_of_some_studies_keeps_the_others(tmp_path):
     assert "`a`" not in (tmp_path / "o2" / "summary.md").read_text()  # the run folder's report is this run's only
     report(tmp_path / "o3", [study("b", 25.0)], rd)  # no merge: the whole plan's report
     assert [s["study"] for s in json.loads((rd / "summary.json").read_text())] == ["b"]
+
+
+def test_diagnostics_of_some_studies_keep_the_others(tmp_path):
+    """The same for diagnostics.md: a partial report merges by study; a diagnostics.md without its diagnostics.json
+    (written before the merge existed) is left as it is rather than cut down to the studies given."""
+    from daa_mini_report import write_sections
+
+    rd = tmp_path / "docs"
+    assert write_sections(rd, "diagnostics", {"a": "A1", "b": "B1"}, None)
+    assert write_sections(rd, "diagnostics", {"c": "C1", "a": "A2"}, ["a", "b", "c"])
+    assert (rd / "diagnostics.md").read_text() == "A2\nB1\nC1"
+    assert write_sections(rd, "diagnostics", {"b": "B3"}, None)  # the whole plan: only what it diagnosed
+    assert (rd / "diagnostics.md").read_text() == "B3"
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "diagnostics.md").write_text("written by an earlier version")
+    assert not write_sections(old, "diagnostics", {"a": "A"}, ["a", "b"])
+    assert (old / "diagnostics.md").read_text() == "written by an earlier version"

@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import daa_mini_scoring as scoring  # noqa: E402
 from daa_mini_data import Task, digest, log, paths_only, polyu_split, prepare_data, sh  # noqa: E402
-from daa_mini_report import diagnose_seeds_md, report, summarize, table_md, verdict  # noqa: E402
+from daa_mini_report import diagnose_seeds_md, report, summarize, table_md, verdict, write_sections  # noqa: E402,E501
 
 __all__ = ["polyu_split", "table_md", "verdict"]  # re-exported: part of this study's interface (and its tests)
 
@@ -327,8 +327,8 @@ def parse_args(argv=None):
     p.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
                    help="extra trainer overrides for every run (changes the runs' identity: use a new --out)")
     p.add_argument("--report-dir", default=None,
-                   help="also write tables.md, summary.json and plots here (with --studies, the other studies' "
-                        "tables already there are kept)")
+                   help="also write tables.md, summary.json, diagnostics.md and plots here (when only part of the "
+                        "plan runs, --studies or no PolyU pairs, the other studies' tables already there are kept)")
     p.add_argument("--report-only", action="store_true", help="summarize the finished runs, train nothing")
     p.add_argument("--quick", action="store_true", help="CI smoke test: task noise, baseline + daa, 1 seed, tiny")
     return p.parse_args(argv)
@@ -407,14 +407,12 @@ def main(argv=None) -> int:
         inputs = input_result(paths[st.task], st.task, st.eval_split)
         summaries.append(summarize(st.task, st.title or t.title, inputs, rs, [(arm.name, arm.row) for arm in st.arms],
                                    st.split, t.y_metric, st.name, photos, trip))
-    # a subset of the plan merges into the report dir: rescoring one study must not drop every other study's table
-    subset = bool(a.studies)
-    report(out, summaries, resolve(a.report_dir) if a.report_dir else None,
-           merge_order=plan_order if subset else None)
-    diagnostics(out, studies, paths, results, resolve(a.report_dir) if a.report_dir and not subset else None,
-                a.report_only)
-    if a.report_dir and subset:
-        log(f"{a.report_dir}/diagnostics.md kept as it was: it is rewritten only when the whole plan is reported")
+    # part of the plan (--studies, or the PolyU studies skipped) merges into the report dir: rescoring one study
+    # must not drop every other study's table or diagnosis
+    merge_order = plan_order if len(studies) < len(plan_order) else None
+    report_dir = resolve(a.report_dir) if a.report_dir else None
+    report(out, summaries, report_dir, merge_order=merge_order)
+    diagnostics(out, studies, paths, results, report_dir, a.report_only, merge_order)
     log(f"DAA-mini done in {time.time() - t0:.0f} s (results in {out})")
     return 1 if not a.report_only and len(results) < len(jobs) else 0
 
@@ -426,7 +424,7 @@ def split_paths(paths: dict[str, Path], split: str) -> dict[str, Path]:
 
 
 def diagnostics(out: Path, studies: list[Study], paths: dict, results: dict, report_dir: Path | None,
-                report_only: bool) -> None:
+                report_only: bool, merge_order: list[str] | None = None) -> None:
     """daa.diagnose on every seed of the named arms (the study's validation pairs), cached in the run folder
     (diagnose.json, or diagnose_val_cam.json on the camera-reference pairs): the full table for the first seed,
     then one row per seed next to that seed's gain over the baseline."""
@@ -434,8 +432,9 @@ def diagnostics(out: Path, studies: list[Study], paths: dict, results: dict, rep
     from daa.diagnose import Probe
     from daa.diagnose import table_md as diag_table
 
-    md = []
+    sections = {}
     for st in studies:
+        md = []
         base = next((a for a in st.arms if a.row == "baseline"), None)
         for name in st.diagnose:
             seed_rows = []
@@ -475,12 +474,15 @@ def diagnostics(out: Path, studies: list[Study], paths: dict, results: dict, rep
             if len(seed_rows) > 1:
                 md += [f"`{st.task}/{name}`, every seed ({st.split} split gains; study `{st.name}`):", "",
                        diagnose_seeds_md(seed_rows), ""]
-    if md:
-        text = "\n".join(md)
+        if md:
+            sections[st.name] = "\n".join(md)
+    if sections:
+        text = "\n".join(sections.values())
         (out / "diagnostics.md").write_text(text)
-        if report_dir is not None:
-            (report_dir / "diagnostics.md").write_text(text)
         print("\n" + text, flush=True)
+    if report_dir is not None and not write_sections(report_dir, "diagnostics", sections, merge_order):
+        log(f"{report_dir}/diagnostics.md kept as it was: it has no diagnostics.json to merge into (the whole "
+            "plan's report writes one)")
 
 
 if __name__ == "__main__":

@@ -182,6 +182,24 @@ def merge_summaries(existing: list[dict], new: list[dict], order: list[str]) -> 
     return sorted(by_study.values(), key=lambda s: rank.get(s["study"], len(rank)))  # stable: unknown keep order
 
 
+def write_sections(report_dir: Path, name: str, sections: dict[str, str], merge_order: list[str] | None) -> bool:
+    """report_dir/NAME.md from markdown sections keyed by study, and NAME.json beside it (what a later merge
+    reads). With `merge_order` the sections already in NAME.json are kept unless given again, in plan order; False
+    (nothing written) when there is no NAME.json to merge into but a NAME.md that a partial write would truncate."""
+    kept = report_dir / f"{name}.json"
+    if merge_order is not None:
+        if not kept.is_file() and (report_dir / f"{name}.md").is_file():
+            return False
+        old = json.loads(kept.read_text()) if kept.is_file() else {}
+        rank = {n: i for i, n in enumerate(merge_order)}
+        sections = dict(sorted({**old, **sections}.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+    if sections:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (report_dir / f"{name}.md").write_text("\n".join(sections.values()))
+        kept.write_text(json.dumps(sections, indent=1))
+    return True
+
+
 def report(out: Path, summaries: list[dict], report_dir: Path | None, name: str = "summary",
            merge_order: list[str] | None = None) -> str:
     """One markdown section, plot and summary.json entry per study; returns the markdown. With `merge_order` (the
