@@ -173,13 +173,17 @@ def summaries_md(summaries: list[dict]) -> str:
     return "\n".join(md)
 
 
-def merge_summaries(existing: list[dict], new: list[dict], order: list[str]) -> list[dict]:
-    """The report's studies after scoring some of them again: `new` replaces the entries of the same study and
-    joins the others, in plan order (`order`); studies no longer in the plan keep their place after those that are."""
-    by_study = {s["study"]: s for s in existing}
-    by_study.update({s["study"]: s for s in new})
+def merged_in_plan_order(old: dict, new: dict, order: list[str]) -> dict:
+    """Entries keyed by study: `new` replaces `old`'s of the same study and joins the others, in plan order
+    (`order`); studies no longer in the plan keep their place after those that are (the sort is stable)."""
     rank = {n: i for i, n in enumerate(order)}
-    return sorted(by_study.values(), key=lambda s: rank.get(s["study"], len(rank)))  # stable: unknown keep order
+    return dict(sorted({**old, **new}.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+
+
+def merge_summaries(existing: list[dict], new: list[dict], order: list[str]) -> list[dict]:
+    """The report's studies after scoring some of them again (merged_in_plan_order on summary.json's entries)."""
+    by_study = lambda ss: {s["study"]: s for s in ss}  # noqa: E731
+    return list(merged_in_plan_order(by_study(existing), by_study(new), order).values())
 
 
 def write_sections(report_dir: Path, name: str, sections: dict[str, str], merge_order: list[str] | None) -> bool:
@@ -191,8 +195,7 @@ def write_sections(report_dir: Path, name: str, sections: dict[str, str], merge_
         if not kept.is_file() and (report_dir / f"{name}.md").is_file():
             return False
         old = json.loads(kept.read_text()) if kept.is_file() else {}
-        rank = {n: i for i, n in enumerate(merge_order)}
-        sections = dict(sorted({**old, **sections}.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+        sections = merged_in_plan_order(old, sections, merge_order)
     if sections:
         report_dir.mkdir(parents=True, exist_ok=True)
         (report_dir / f"{name}.md").write_text("\n".join(sections.values()))
