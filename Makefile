@@ -82,6 +82,8 @@ DETAIL_CAMDARK_FRESH = --task camdark --split fresh_cam --arms baseline-ema,daa-
 	--title "Denoising round 5 (camdark, camera reference), test split: the fresh pool F"
 DETAIL_CAMDARK_G = --task camdark --split fresh2_cam --arms baseline-ema,daa-a3-ema-dlr1e-4,oracle-ema-cam \
 	--title "Denoising round 6 (camdark, camera reference), test split: the fresh pool G"
+DETAIL_CAMDARK_H = --task camdark --split fresh3_cam --arms baseline-ema,daa-a3-ema-dlr1e-4,oracle-ema-cam \
+	--title "Denoising round 7 (camdark, camera reference), test split: the fresh pool H"
 DETAIL_CAMDARK_EARLY = --task camdark --split valpool_cam --arms baseline-ema,daa-a3-ema-dlr1e-4,daa-a3-ema-dlr1e-4-early \
 	--title "Exploration 1 (camdark, camera reference): the noise loss in the first half only, validation split"
 DETAIL_RAIN = --task rain --split test --arms baseline,daa-a3,oracle --title "Deraining, test split"
@@ -95,7 +97,8 @@ reproduce: install
 	$(PY) -m data_shards.photos --out .data/photos
 	$(PY) -m data_shards.noise_stats $(NOISE_STATS) --json docs/results/noise_stats.json > docs/results/noise_stats.md
 	$(PY) launch/studies/daa_mini.py --plan launch/studies/plans/daa_mini.yaml --report-dir docs/results
-	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMDARK_G) --md docs/results/detail.md
+	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMDARK_H) --md docs/results/detail.md
+	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMDARK_G) --md docs/results/detail.md --append
 	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMDARK_EARLY) --md docs/results/detail.md --append
 	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMDARK_FRESH) --md docs/results/detail.md --append
 	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMDARK) --md docs/results/detail.md --append
@@ -112,7 +115,7 @@ reproduce: install
 # only the test studies (and the runs they reuse): the verdict tables, written to runs/daa_mini/summary.md
 reproduce-verdicts: install
 	$(PY) -m data_shards.photos --out .data/photos
-	$(PY) launch/studies/daa_mini.py --plan launch/studies/plans/daa_mini.yaml --studies rain,noise,noise-r2,camnoise-r3,camdark-r4,camdark-r5,camdark-r6
+	$(PY) launch/studies/daa_mini.py --plan launch/studies/plans/daa_mini.yaml --studies rain,noise,noise-r2,camnoise-r3,camdark-r4,camdark-r5,camdark-r6,camdark-r7,camdark-r7-pooled
 
 reproduce-quick: install
 	$(PY) launch/studies/daa_mini.py --quick

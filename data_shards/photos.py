@@ -10,10 +10,12 @@ Two pools of clean photographs that need no dataset download:
   film grain and JPEG blocks would otherwise stay in the "clean" image);
 - pool G: the 5 natural photos of Debian's palapeli-data puzzle collection, split G: a second fresh test pool
   added after round 5 and Exploration 1 (docs/RESULTS.md, Amendment 6), downscaled 2× more, as pool O.
+- pool H: 16 natural photos from six more Debian packages (digikam-data, gimp-help-en, hugin-data, puzzle-jigsaw,
+  scribus-template, sddm-theme-maldives), split H: a third fresh test pool (Amendment 7), downscaled 2× more.
 
 Each photo is downscaled to a maximum side (PIL BOX, which also averages away sensor noise and JPEG artefacts) and
 saved as PNG; `manifest.json` records per photo its file, source package, author, licence, size and split pool
-(E = held-out test, S = source pairs, U = unpaired target, V = validation, F and G = fresh test pools). Only this
+(E = held-out test, S = source pairs, U = unpaired target, V = validation, F, G and H = fresh test pools). Only this
 explicit build step touches the network; `load_manifest` and `load_photo` read local files only.
 
     python -m data_shards.photos --out .data/photos [--max-side 1024] [--no-apt]
@@ -95,6 +97,36 @@ POOL_G = {"castle-maintenon": ("Eric Pouhier", "GFDL"), "cincinnati-bridge": ("D
           "citrus-fruits": ("US Department of Agriculture", "public domain"),
           "european-honey-bee": ("John Severns", "public domain"),
           "panther-chameleon-female": ("B. Navez and others", "GFDL")}
+# Pool H (split H), fixed in Amendment 7 before anything was scored on it: every distinct natural photograph with a
+# short side >= 480 px among the JPEGs of six packages not used before (screenshots, processed copies of a scene
+# already taken, a side-by-side comparison, drawings and textures left out). name -> (package, file inside the
+# package, author, licence), from each package's debian/copyright. Downscaled 2x as pools O and G.
+_GIMP_TM = "usr/share/gimp/2.0/help/en/images/tutorials/tone-mapping/"
+_HUGIN = "usr/share/hugin/xrc/data/help_en_EN/"
+_SCRIBUS = "usr/share/scribus/templates/"
+_GIMP_LIC = ("The GIMP Documentation Team", "GFDL-1.2+")
+_SCRIBUS_LIC = ("Riku Leino", "public domain")
+_HUGIN_LIC = ("hugin project", "GPL-2+")
+_PEXELS = ("Pexels", "CC0-1.0")
+POOL_H: dict[str, tuple[str, str, str, str]] = {
+    "digikam-lake": ("digikam-data", "usr/share/digikam/about/images/body-background.jpg", "digiKam project", "GPL-2+"),
+    "gimp-orchard-truck": ("gimp-help-en", _GIMP_TM + "apple-orchard-truck-from-camera.jpg", *_GIMP_LIC),
+    "gimp-power-lines": ("gimp-help-en", _GIMP_TM + "power-lines.jpg", *_GIMP_LIC),
+    "hugin-forest": ("hugin-data", _HUGIN + "CA_fringes00.jpg", *_HUGIN_LIC),
+    "hugin-building": ("hugin-data", _HUGIN + "CA_tCA00.jpg", *_HUGIN_LIC),
+    "hugin-medinet-habu-fisheye": ("hugin-data", _HUGIN + "Medinet_habu_horizontal_fisheye.jpg", *_HUGIN_LIC),
+    "jigsaw-cat": ("puzzle-jigsaw", "usr/share/puzzle-jigsaw/samples/cat-animal-cat-portrait-mackerel.jpg", *_PEXELS),
+    "jigsaw-tiger": ("puzzle-jigsaw", "usr/share/puzzle-jigsaw/samples/pexels-photo-302304.jpeg", *_PEXELS),
+    "scribus-eclipse": ("scribus-template", _SCRIBUS + "br2/brightness.jpg", *_SCRIBUS_LIC),
+    "scribus-halfmoon": ("scribus-template", _SCRIBUS + "br2/halfmoon.jpg", *_SCRIBUS_LIC),
+    "scribus-moon": ("scribus-template", _SCRIBUS + "br2/moon.jpg", *_SCRIBUS_LIC),
+    "scribus-canyon": ("scribus-template", _SCRIBUS + "br2/nature.jpg", *_SCRIBUS_LIC),
+    "scribus-sunset": ("scribus-template", _SCRIBUS + "br2/sunset.jpg", *_SCRIBUS_LIC),
+    "scribus-moon-branches": ("scribus-template", _SCRIBUS + "cal2/moon.jpg", *_SCRIBUS_LIC),
+    "scribus-pizza": ("scribus-template", _SCRIBUS + "menu2/pizza.jpg", *_SCRIBUS_LIC),
+    "maldives-jetty": ("sddm-theme-maldives", "usr/share/sddm/themes/maldives/background.jpg", "Nevit Dilmen",
+                       "CC-BY-3.0"),
+}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".ppm", ".bmp")
 _D_DIRS = {_L16: "usr/share/backgrounds", "lomiri-wallpapers-20.04": "usr/share/backgrounds",
            "mate-backgrounds": "usr/share/backgrounds/mate/nature",
@@ -116,12 +148,12 @@ FALLBACK = {"coffee": "E", "rocket": "E", "astronaut": "S", "china": "S", "grace
 
 
 def split_of(name: str, pool: str, have_pool_d: bool) -> str:
-    """Split pool ('E', 'S', 'U', 'V', 'F' or 'G') of a photo; pool P uses the fallback split when pool D is
+    """Split pool ('E', 'S', 'U', 'V', 'F', 'G' or 'H') of a photo; pool P uses the fallback split when pool D is
     absent."""
     if pool == "O":
         return "F"
-    if pool == "G":
-        return "G"
+    if pool in ("G", "H"):
+        return pool
     if not have_pool_d:
         return FALLBACK[name]
     if name in SPLIT_E:
@@ -220,7 +252,10 @@ def _fetch_debs(workdir: str, packages: list[str]) -> tuple[str | None, dict[str
 
 
 def _deb_source(root: str, pkg: str, name: str) -> tuple[str | None, str | None]:
-    """(image path, author) of one pool-D, -O or -G photo inside the unpacked tree."""
+    """(image path, author) of one pool-D, -O, -G or -H photo inside the unpacked tree."""
+    if name in POOL_H:
+        src = os.path.join(root, POOL_H[name][1])
+        return (src if os.path.isfile(src) else None), POOL_H[name][2]
     if pkg == "plasma-workspace-wallpapers":
         base = os.path.join(root, "usr/share/wallpapers", name)
         # One real file per wallpaper; the other size names are symlinks to it.
@@ -306,7 +341,8 @@ def build(out: str, max_side: int = 1024, use_apt: bool = True, log: Callable[[s
     d_names = [(pkg, n, lic, "D") for pkg, items in POOL_D.items() for n, lic in items]
     d_names += [(OPENCV_DOC, n, POOL_O_LICENCE, "O") for n in POOL_O]
     d_names += [(PALAPELI, n, lic, "G") for n, (_, lic) in POOL_G.items()]
-    rel_of = {"D": "d/{}.png", "O": "o/{}.png", "G": "g/{}.png"}
+    d_names += [(pkg, n, lic, "H") for n, (pkg, _, _, lic) in POOL_H.items()]
+    rel_of = {"D": "d/{}.png", "O": "o/{}.png", "G": "g/{}.png", "H": "h/{}.png"}
     missing = sorted({pkg for pkg, n, _, pool in d_names
                       if not os.path.exists(os.path.join(out, rel_of[pool].format(n)))})
     root, versions = None, {}
@@ -314,11 +350,11 @@ def build(out: str, max_side: int = 1024, use_apt: bool = True, log: Callable[[s
         if missing and use_apt:
             root, versions, msg = _fetch_debs(tmp, missing)  # only the packages that still miss a photo
             if root is None:
-                log(f"photos: pools D/O/G unavailable ({msg}); continuing without them")
+                log(f"photos: pools D/O/G/H unavailable ({msg}); continuing without them")
             else:
                 _keep_copyright_files(root, out)
         elif missing:
-            log("photos: --no-apt given; pools D, O and G skipped (pool P only)")
+            log("photos: --no-apt given; pools D, O, G and H skipped (pool P only)")
         for pkg, name, lic, pool in d_names:
             rel = rel_of[pool].format(name)
             old = prev_by_name.get(name, {})
@@ -330,7 +366,7 @@ def build(out: str, max_side: int = 1024, use_apt: bool = True, log: Callable[[s
                         log(f"photos: {name} not found in {pkg}; skipped")
                     continue
                 author = author if author is not None else old.get("author")
-            w, h, new = _save(out, rel, lambda s=src: _open_rgb(s), max_side, POOL_O_SCALE if pool in ("O", "G") else 1)
+            w, h, new = _save(out, rel, lambda s=src: _open_rgb(s), max_side, POOL_O_SCALE if pool in ("O", "G", "H") else 1)
             written += new
             records.append({"name": name, "file": rel, "pool": pool, "package": pkg,
                             "package_version": versions.get(pkg, old.get("package_version")), "author": author,
@@ -342,9 +378,10 @@ def build(out: str, max_side: int = 1024, use_apt: bool = True, log: Callable[[s
     manifest = {"format": FORMAT_VERSION, "max_side": max_side,
                 "split_scheme": "full" if have_d else "pool_p_fallback", "photos": records}
     _write_json(os.path.join(out, MANIFEST), manifest)
-    counts = {k: sum(r["split"] == k for r in records) for k in "ESUVFG"}
-    n = {k: sum(r["pool"] == k for r in records) for k in "PDOG"}
-    log(f"photos: {len(records)} photos (pool P {n['P']}, pool D {n['D']}, pool O {n['O']}, pool G {n['G']}; "
+    counts = {k: sum(r["split"] == k for r in records) for k in "ESUVFGH"}
+    n = {k: sum(r["pool"] == k for r in records) for k in "PDOGH"}
+    log(f"photos: {len(records)} photos (pool P {n['P']}, pool D {n['D']}, pool O {n['O']}, pool G {n['G']}, "
+        f"pool H {n['H']}; "
         f"{written} newly written) "
         f"-> " + " / ".join(f"{k} {v}" for k, v in counts.items()) + f" in {out}")
     return load_manifest(out)
@@ -353,7 +390,7 @@ def build(out: str, max_side: int = 1024, use_apt: bool = True, log: Callable[[s
 def _keep_copyright_files(root: str, out: str) -> None:
     """Keep each package's debian/copyright next to the derivatives (CC-BY(-SA) and GPL need the attribution)."""
     os.makedirs(os.path.join(out, "licences"), exist_ok=True)
-    for pkg in [*POOL_D, OPENCV_DOC, PALAPELI]:
+    for pkg in [*POOL_D, OPENCV_DOC, PALAPELI, *sorted({v[0] for v in POOL_H.values()})]:
         src = os.path.join(root, "usr/share/doc", pkg, "copyright")
         dst = os.path.join(out, "licences", f"{pkg}.copyright")
         if os.path.exists(src) and not os.path.exists(dst):

@@ -290,8 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
   python -m data_shards.valset --input polyu/noisy.txt --gt polyu/mean.txt --pair-by index \\
       --crop 256 --out val/polyu""")
     p.add_argument("--corpus", help="offline photo corpus: its pool-E photos (or --pool)")
-    p.add_argument("--pool", choices=("E", "V", "F", "G"), default="E",
-                   help="--corpus: E = the test photos, V = the validation photos, F and G = the fresh test pools "
+    p.add_argument("--pool", choices=("E", "V", "F", "G", "H"), default="E",
+                   help="--corpus: E = the test photos, V = the validation photos, F, G and H = the fresh test pools "
                         "(pairwise disjoint, and disjoint from S and U)")
     p.add_argument("--target-profile", default="default",
                    help="--corpus: named variant of the target degradation (data_shards.degrade.TARGET_PROFILES)")

@@ -160,9 +160,9 @@ def user_samples(args, job: Job) -> Iterator[tuple[dict, dict]]:
 
 
 def corpus_split(entry: dict) -> str | None:
-    """The S/U/E/V/F/G split of a corpus record. data_shards.photos stores it as "split" (its "pool" is the photo's
-    origin, P, D, O or G); a record with only "pool" in S/U/E/V is read the same way."""
-    if entry.get("split") in ("F", "G"):
+    """The S/U/E/V/F/G/H split of a corpus record. data_shards.photos stores it as "split" (its "pool" is the
+    photo's origin, P, D, O, G or H); a record with only "pool" in S/U/E/V is read the same way."""
+    if entry.get("split") in ("F", "G", "H"):
         return entry["split"]
     for key in ("split", "pool"):
         if entry.get(key) in ("S", "U", "E", "V"):

@@ -213,6 +213,7 @@ def test_plan_scores_one_run_on_both_splits(tmp_path):
     ("studies:\n  - {name: a, task: noise, split: train, arms: [{name: baseline}]}", "split must be one of val, test"),
     ("studies:\n  - {name: a, task: noise, split: fresh, arms: [{name: baseline}]}", "camera reference only"),
     ("studies:\n  - {name: a, task: noise, split: fresh2, arms: [{name: baseline}]}", "camera reference only"),
+    ("studies:\n  - {name: a, task: noise, split: testpool, arms: [{name: baseline}]}", "camera reference only"),
     ("studies:\n  - {name: a, task: noise, arms: [{name: x, variant: best}]}", "unknown variant 'best'"),
     ("studies:\n  - {task: noise, arms: []}", "malformed"),
     ("studies:\n  - {name: a, task: noise, arms: [{name: baseline}], diagnose: [baseline]}", "not one of its DAA"),

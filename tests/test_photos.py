@@ -81,6 +81,13 @@ def test_full_split_is_disjoint_and_sized():
     assert len(photos.POOL_G) == 5 and not set(photos.POOL_G) & set(p_names + d_names + photos.POOL_O)
     assert {photos.split_of(n, "G", have) for n in photos.POOL_G for have in (True, False)} == {"G"}
     assert write_corpus_split({"name": "x", "split": "G", "pool": "G"}) == "G"
+    # pool H (six more packages, Amendment 7) is the third fresh test pool H, disjoint from every other pool, and no
+    # two of its names point at the same file
+    h = set(photos.POOL_H)
+    assert len(h) == 16 and not h & set(p_names + d_names + photos.POOL_O + list(photos.POOL_G))
+    assert len({(pkg, path) for pkg, path, _, _ in photos.POOL_H.values()}) == 16
+    assert {photos.split_of(n, "H", have) for n in h for have in (True, False)} == {"H"}
+    assert write_corpus_split({"name": "x", "split": "H", "pool": "H"}) == "H"
 
 
 def test_pool_o_is_downscaled_twice_as_much():
@@ -103,3 +110,15 @@ def test_deb_source_takes_the_photo_not_the_desktop_file_beside_it(tmp_path):
     src, author = photos._deb_source(str(tmp_path), photos.PALAPELI, "citrus-fruits")
     assert src == str(d / "citrus-fruits.jpg") and author == "US Department of Agriculture"
     assert photos._deb_source(str(tmp_path), photos.PALAPELI, "european-honey-bee")[0] is None
+
+
+def test_deb_source_of_pool_h_takes_its_file_by_path(tmp_path):
+    """A pool-H photo is the one file its entry names inside its package (its folder holds processed copies of the
+    same scene beside it); a missing file gives None, with the entry's author either way."""
+    pkg, rel, author, _ = photos.POOL_H["gimp-power-lines"]
+    f = tmp_path / rel
+    f.parent.mkdir(parents=True)
+    f.write_bytes(b"jpeg")
+    (f.parent / "with-bilateral-smoothing-of-mask.jpg").write_bytes(b"jpeg")  # a processed copy: never taken
+    assert photos._deb_source(str(tmp_path), pkg, "gimp-power-lines") == (str(f), author)
+    assert photos._deb_source(str(tmp_path), pkg, "gimp-orchard-truck") == (None, "The GIMP Documentation Team")

@@ -410,15 +410,16 @@ def test_valset_corpus_fixed_split(tmp_path, monkeypatch, capsys):
 
 def test_valset_merge_and_fresh_pool(tmp_path, monkeypatch, capsys):
     """--merge: one split holding two splits' items in order, images byte-identical, each item naming its split;
-    pools F and G (the fresh test pools) are splits of their own that neither the shards nor pools E/V take from."""
-    _stub_corpus(tmp_path, monkeypatch, pools="SSUUEEVFXG")  # X: a photo of no split
+    pools F, G and H (the fresh test pools) are splits of their own that neither the shards nor pools E/V take from."""
+    _stub_corpus(tmp_path, monkeypatch, pools="SSUUEEVFXGXH")  # X: a photo of no split
     base = ["--corpus", str(tmp_path), "--task", "denoise", "--crop", "32", "--crops-per-image", "2", "--candidates",
             "4"]
-    e, v, f, g, m = (str(tmp_path / k) for k in ("e", "v", "f", "g", "m"))
-    for pool, out in (("E", e), ("V", v), ("F", f), ("G", g)):
+    e, v, f, g, h, m = (str(tmp_path / k) for k in ("e", "v", "f", "g", "h", "m"))
+    for pool, out in (("E", e), ("V", v), ("F", f), ("G", g), ("H", h)):
         assert valset.main([*base, "--pool", pool, "--out", out]) == 0
     names = lambda d: {it["name"] for it in json.load(open(os.path.join(d, "manifest.json")))["items"]}  # noqa
-    assert (names(e), names(v), names(f), names(g)) == ({"photo4", "photo5"}, {"photo6"}, {"photo7"}, {"photo9"})
+    assert (names(e), names(v), names(f), names(g), names(h)) == ({"photo4", "photo5"}, {"photo6"}, {"photo7"},
+                                                                  {"photo9"}, {"photo11"})
     assert valset.main(["--merge", v, e, "--out", m]) == 0
     for dom in ("target", "source"):
         (dm, cm), (dv, cv), (de, ce) = (valset.load_valset(d, dom) for d in (m, v, e))

@@ -97,12 +97,13 @@ class Arm:
         return self.label or self.name
 
 
-SPLITS = ("val", "test", "valpool", "fresh", "fresh2")
+SPLITS = ("val", "test", "valpool", "fresh", "fresh2", "fresh3", "testpool")
 """Scored splits: val (pool V), test (pool E); from round 5 (docs/RESULTS.md, Amendment 5, camera reference only)
-valpool (pools V + E: validation) and fresh (pool F: the test split), from round 6 (Amendment 6) fresh2 (pool G);
-a verdict is read on test, fresh and fresh2 only."""
-CAMERA_ONLY_SPLITS = ("valpool", "fresh", "fresh2")
-"""Splits written for the camera reference only (valpool_cam, fresh_cam, fresh2_cam)."""
+valpool (pools V + E: validation) and fresh (pool F: the test split), from round 6 (Amendment 6) fresh2 (pool G),
+from round 7 (Amendment 7) fresh3 (pool H) and testpool (pools E, F, G and H merged); a verdict is read on test,
+fresh, fresh2, fresh3 and testpool only."""
+CAMERA_ONLY_SPLITS = ("valpool", "fresh", "fresh2", "fresh3", "testpool")
+"""Splits written for the camera reference only (valpool_cam, fresh_cam, fresh2_cam, fresh3_cam, testpool_cam)."""
 
 
 @dataclass
@@ -123,7 +124,7 @@ class Study:
     @property
     def eval_split(self) -> str:
         """The data split the study scores: val / test, or val_cam / test_cam / valpool_cam / fresh_cam /
-        fresh2_cam."""
+        fresh2_cam / fresh3_cam / testpool_cam."""
         return self.split + ("_cam" if self.reference == "camera" else "")
 
 

@@ -138,19 +138,24 @@ def prepare_data(name: str, t: Task, data: Path, photos: Path, polyu: Path | Non
         _valset(root / "valpool_cam", ["--merge", root / "val_cam", root / "test_cam"])
         from data_shards import photos as photos_mod
 
-        # round 6 (Amendment 6): pool G, the second fresh test pool
+        # round 6 (Amendment 6): pool G, the second fresh test pool; round 7 (Amendment 7): pool H, the third, and
+        # the four test pools merged (E, F, G, H), on which round 7's claim must hold too
         splits = {e.get("split") for e in photos_mod.load_manifest(str(photos))}
-        for folder, pool in (("fresh_cam", "F"), ("fresh2_cam", "G")):
+        for folder, pool in (("fresh_cam", "F"), ("fresh2_cam", "G"), ("fresh3_cam", "H")):
             if pool in splits:
                 _valset(root / folder, ["--corpus", photos, "--task", t.task, "--pool", pool, "--seed", "0", *prof,
                                         *cam, *few, *crops])
+        if {"F", "G", "H"} <= splits:
+            _valset(root / "testpool_cam", ["--merge", root / "test_cam", root / "fresh_cam", root / "fresh2_cam",
+                                            root / "fresh3_cam"])
     return paths_only(name, data, source_task)
 
 
 def paths_only(name: str, data_root: Path, source_task: str) -> dict[str, Path]:
     """The data folders of a task; `*_cam`: the camera-reference variants (their source pairs are the plain
-    splits': the same photos and seeds). `valpool_cam` (val_cam + test_cam), `fresh_cam` (pool F) and `fresh2_cam`
-    (pool G) hold their own source copies (for the first, byte-identical to the plain splits')."""
+    splits': the same photos and seeds). `valpool_cam` (val_cam + test_cam), `fresh_cam` (pool F), `fresh2_cam`
+    (pool G), `fresh3_cam` (pool H) and `testpool_cam` (test_cam + the three fresh pools) hold their own source copies
+    (for the merged ones, byte-identical to their parts')."""
     root = data_root / name
     src = data_root / source_task if name == "polyu" else root
     return dict(shards=root / "shards", oracle=root / "oracle", test=root / "test", source_test=src / "test",
@@ -158,7 +163,9 @@ def paths_only(name: str, data_root: Path, source_task: str) -> dict[str, Path]:
                 source_test_cam=src / "test", val_cam=root / "val_cam", source_val_cam=src / "val",
                 valpool_cam=root / "valpool_cam", source_valpool_cam=root / "valpool_cam",
                 fresh_cam=root / "fresh_cam", source_fresh_cam=root / "fresh_cam",
-                fresh2_cam=root / "fresh2_cam", source_fresh2_cam=root / "fresh2_cam")
+                fresh2_cam=root / "fresh2_cam", source_fresh2_cam=root / "fresh2_cam",
+                fresh3_cam=root / "fresh3_cam", source_fresh3_cam=root / "fresh3_cam",
+                testpool_cam=root / "testpool_cam", source_testpool_cam=root / "testpool_cam")
 
 
 def _manifest_facts(path: Path) -> object:

@@ -10,9 +10,9 @@ import json
 import math
 from pathlib import Path
 
-TEST_SPLITS = ("test", "fresh", "fresh2")
-"""Splits a verdict is read on: pool E (rounds 1–4), pool F (round 5, docs/RESULTS.md Amendment 5) and pool G
-(round 6, Amendment 6)."""
+TEST_SPLITS = ("test", "fresh", "fresh2", "fresh3", "testpool")
+"""Splits a verdict is read on: pool E (rounds 1–4), pool F (round 5, docs/RESULTS.md Amendment 5), pool G
+(round 6, Amendment 6), and for round 7 (Amendment 7) pool H and the four pools merged (E, F, G, H)."""
 
 
 def _ms(xs: list[float]) -> tuple[float, float]:
