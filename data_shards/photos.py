@@ -366,7 +366,8 @@ def build(out: str, max_side: int = 1024, use_apt: bool = True, log: Callable[[s
                         log(f"photos: {name} not found in {pkg}; skipped")
                     continue
                 author = author if author is not None else old.get("author")
-            w, h, new = _save(out, rel, lambda s=src: _open_rgb(s), max_side, POOL_O_SCALE if pool in ("O", "G", "H") else 1)
+            factor = POOL_O_SCALE if pool in ("O", "G", "H") else 1
+            w, h, new = _save(out, rel, lambda s=src: _open_rgb(s), max_side, factor)
             written += new
             records.append({"name": name, "file": rel, "pool": pool, "package": pkg,
                             "package_version": versions.get(pkg, old.get("package_version")), "author": author,
