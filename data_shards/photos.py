@@ -229,26 +229,38 @@ def _dist_version(dist: str) -> str | None:
         return None
 
 
+def _apt_download(debs: str, packages: list[str]) -> str | None:
+    """`apt-get download packages` into debs; None when it worked, else apt's last error line."""
+    try:
+        subprocess.run(["apt-get", "download", *packages], cwd=debs, check=True, capture_output=True, text=True,
+                       timeout=900)
+        return None
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+        err = getattr(e, "stderr", None) or str(e)
+        last = [ln for ln in str(err).strip().splitlines() if ln.strip()][-1:] or [str(e)]
+        return last[0].strip()
+
+
 def _fetch_debs(workdir: str, packages: list[str]) -> tuple[str | None, dict[str, str], str]:
-    """apt-get download + dpkg-deb -x `packages` into workdir. Returns (root or None, versions, message)."""
+    """apt-get download + dpkg-deb -x `packages` into workdir. Returns (root or None, versions, message); the
+    message names the packages that could not be downloaded when the others could."""
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         return None, {}, "apt-get/dpkg-deb not found"
     debs = os.path.join(workdir, "debs")
     os.makedirs(debs)
-    try:
-        subprocess.run(["apt-get", "download", *packages], cwd=debs, check=True, capture_output=True, text=True,
-                       timeout=900)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
-        err = getattr(e, "stderr", None) or str(e)
-        last = [ln for ln in str(err).strip().splitlines() if ln.strip()][-1:] or [str(e)]
-        return None, {}, f"apt-get download failed ({last[0].strip()}; an `apt-get update` may help)"
+    err, failed = _apt_download(debs, packages), []
+    if err is not None:
+        # one package missing from this release or architecture must not cost the photos of all the others
+        failed = [p for p in packages if _apt_download(debs, [p]) is not None] if len(packages) > 1 else packages
+        if len(failed) == len(packages):
+            return None, {}, f"apt-get download failed ({err}; an `apt-get update` may help)"
     root = os.path.join(workdir, "root")
     versions = {}
     for deb in sorted(glob.glob(os.path.join(debs, "*.deb"))):
         subprocess.run(["dpkg-deb", "-x", deb, root], check=True, capture_output=True, timeout=300)
         pkg, ver = os.path.basename(deb).split("_")[:2]
         versions[pkg] = ver.replace("%3a", ":")
-    return root, versions, ""
+    return root, versions, (f"apt-get download failed for {', '.join(failed)} ({err})" if failed else "")
 
 
 def _deb_source(root: str, pkg: str, name: str) -> tuple[str | None, str | None]:
@@ -352,6 +364,8 @@ def build(out: str, max_side: int = 1024, use_apt: bool = True, log: Callable[[s
             if root is None:
                 log(f"photos: pools D/O/G/H unavailable ({msg}); continuing without them")
             else:
+                if msg:
+                    log(f"photos: {msg}; their photos are skipped, a re-run tries them again")
                 _keep_copyright_files(root, out)
         elif missing:
             log("photos: --no-apt given; pools D, O, G and H skipped (pool P only)")

@@ -122,3 +122,30 @@ def test_deb_source_of_pool_h_takes_its_file_by_path(tmp_path):
     (f.parent / "with-bilateral-smoothing-of-mask.jpg").write_bytes(b"jpeg")  # a processed copy: never taken
     assert photos._deb_source(str(tmp_path), pkg, "gimp-power-lines") == (str(f), author)
     assert photos._deb_source(str(tmp_path), pkg, "gimp-orchard-truck") == (None, "The GIMP Documentation Team")
+
+
+def test_fetch_debs_keeps_the_packages_that_download(tmp_path, monkeypatch):
+    """One package apt cannot find (another release or architecture) costs its own photos only: the batch download
+    fails, each package is tried alone, the others are unpacked and the message names the missing one; when none
+    downloads, no root is returned."""
+    calls = []
+
+    def fake_run(cmd, cwd=None, **kw):
+        calls.append(cmd)
+        if cmd[:2] == ["apt-get", "download"]:
+            if "gone-pkg" in cmd[2:]:
+                raise subprocess.CalledProcessError(100, cmd, stderr="E: Unable to locate package gone-pkg\n")
+            for p in cmd[2:]:
+                open(os.path.join(cwd, f"{p}_1.0_all.deb"), "w").close()
+        elif cmd[0] == "dpkg-deb":
+            os.makedirs(cmd[3], exist_ok=True)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(photos.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(photos.subprocess, "run", fake_run)
+    root, versions, msg = photos._fetch_debs(str(tmp_path / "a"), ["mate-backgrounds", "gone-pkg", "palapeli-data"])
+    assert root is not None and versions == {"mate-backgrounds": "1.0", "palapeli-data": "1.0"}
+    assert "gone-pkg" in msg and "mate-backgrounds" not in msg and "\n" not in msg
+    assert sum(c[:2] == ["apt-get", "download"] for c in calls) == 4  # the batch, then each package alone
+    root, versions, msg = photos._fetch_debs(str(tmp_path / "b"), ["gone-pkg"])
+    assert root is None and versions == {} and msg.startswith("apt-get download failed (E: Unable to locate")
