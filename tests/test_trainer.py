@@ -199,3 +199,19 @@ def test_host_syncs_per_optimizer_step(tmp_path, monkeypatch, restorer, per_step
     assert len(calls) == per_step * steps, calls
     assert all(torch.is_tensor(v) for v in terms.values())  # not read yet
     t.close()
+
+
+def test_batch_arithmetic_fails_before_the_group_forms(tmp_path, monkeypatch):
+    """Under a launcher (WORLD_SIZE set) a global batch the world cannot split is refused before any process group
+    is formed: every rank fails alone with the one-line error, none is left joining a group the others have left."""
+    import daa.training.trainer as trainer_mod
+
+    def no_group(*a, **k):
+        raise AssertionError("the process group was formed before the batch arithmetic was checked")
+
+    monkeypatch.setattr(trainer_mod, "init_distributed", no_group)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    cfg = _cfg(tmp_path, "run.global_batch=6", "run.micro_batch=2")
+    with pytest.raises(ConfigError, match="not a multiple of micro_batch × world size = 2 × 2"):
+        Trainer(cfg, stream=SyntheticStream(2, 16), valset=_val())
+    assert not any(tmp_path.iterdir())  # nothing written into the run directory

@@ -64,6 +64,11 @@ class Trainer:
         # the hash of the config: checkpoint markers record it so that _check_run_dir can compare before anything
         # is loaded or written
         self.config_hash = cfg.hash()
+        if os.environ.get("WORLD_SIZE", "").isdigit():
+            # the batch arithmetic against the launcher's world size before the group forms: every rank fails on
+            # its own with the one-line error, instead of one rank failing first while another is still joining the
+            # group and then dies there, stopped by the launcher, with a traceback (seen under load)
+            cfg.grad_accum(int(os.environ["WORLD_SIZE"]))
         self.dist: DistInfo = init_distributed(cfg.run.dist_timeout_minutes)
         self.run_dir = Path(cfg.run.run_dir)
         # batch arithmetic against the real world size, before anything is written into the run directory
