@@ -91,7 +91,7 @@ DETAIL_RAIN = --task rain --split test --arms baseline,daa-a3,oracle --title "De
 TRAJECTORY_RAIN = --study rain --arm daa-a3 --every 2000
 TRAJECTORY_CAMDARK = --study camdark-r4-val --arm daa-a3-ema-dlr1e-4 --every 6000
 
-# DAA-mini: the paper's claim at CPU scale (every study of the plan, ~13 h on 2 cores; resumable: a rerun
+# DAA-mini: the paper's claim at CPU scale (every study of the plan, ~14 h on 2 cores; resumable: a rerun
 # trains only what is missing). Tables and plots go to docs/results/; docs/RESULTS.md discusses them.
 reproduce: install
 	$(PY) -m data_shards.photos --out .data/photos
