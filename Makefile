@@ -50,6 +50,7 @@ lint: install
 
 bench: install
 	$(PY) -m kernels.bench
+	$(PY) -m kernels.bench.group_norm_silu
 
 bench-step: install
 	$(PY) launch/bench/step.py

@@ -8,7 +8,8 @@
 # GPU_CHECK_CAP_S seconds (default 240): each step runs under `timeout` with at most what is left, the full sweep only
 # if >= 60 s are left (cut at the cap, its rows so far are kept). Writes to $OUT (5 files, nothing else):
 #   env.txt            device, driver, torch/triton versions, per-step seconds and exit codes, the final rc
-#   pytest.log         python -m pytest -q tests/test_kernel_conditions.py (incl. the no-host-sync and profiler tests)
+#   pytest.log         python -m pytest -q of the kernel tests (conditions incl. the no-host-sync and profiler tests,
+#                      and the fused GroupNorm + SiLU)
 #   bench.log          stdout/stderr of `kernels.bench --target`, then of the full sweep
 #   kernels_gpu.md     markdown: the --target report (table, verdict, launch-config sweep), the full sweep appended
 #   kernels_gpu.csv    the rows of both runs (columns of docs/benchmarks/kernels.csv + dev_* device-time columns)
@@ -20,17 +21,12 @@ cd "$(dirname "$0")/.."
 CAP_DEFAULT=240
 . kernels/gpu_check_common.sh  # OUT, PY, CAP and the step helpers left / cap / log
 
-{
-  date -Is
-  timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || true
-  timeout 60 "$PY" -c "import sys, torch, triton; print('python', sys.version.split()[0], 'torch', torch.__version__, \
-'cuda', torch.version.cuda, 'triton', triton.__version__, 'device', torch.cuda.get_device_name())"
-} 2>&1 | tee "$OUT/env.txt"
+env_info 2>&1 | tee "$OUT/env.txt"
 
 rc=0
 echo "== pytest (native Triton) =="
 t=$SECONDS
-timeout -k 5 "$(cap 90)" "$PY" -m pytest -q -p no:cacheprovider tests/test_kernel_conditions.py 2>&1 \
+timeout -k 5 "$(cap 90)" "$PY" -m pytest -q -p no:cacheprovider "${KERNEL_TESTS[@]}" 2>&1 \
   | tee "$OUT/pytest.log"
 s=$?
 [ $s -ne 0 ] && rc=$((rc | 1))

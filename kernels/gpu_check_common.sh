@@ -11,3 +11,10 @@ T0=$SECONDS
 left() { echo $((CAP - (SECONDS - T0))); }
 cap() { local l; l=$(left); if [ "$1" -lt "$l" ]; then echo "$1"; else echo $((l > 1 ? l : 1)); fi; }
 log() { echo "$*" | tee -a "$OUT/env.txt"; }
+env_info() {  # device, driver and versions, to stdout
+  date -Is
+  timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || true
+  timeout 60 "$PY" -c "import sys, torch, triton; print('python', sys.version.split()[0], 'torch', torch.__version__, \
+'cuda', torch.version.cuda, 'triton', triton.__version__, 'device', torch.cuda.get_device_name())"
+}
+KERNEL_TESTS=(tests/test_kernel_conditions.py tests/test_kernel_group_norm_silu.py)

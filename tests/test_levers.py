@@ -49,6 +49,22 @@ def test_lever_keeps_loss_and_gradients(levers, monkeypatch):
     assert (ga - gb).norm() <= 1e-4 * ga.norm()  # fp32 reassociation across kernels
 
 
+def test_fused_norm_under_regional_compile(monkeypatch):
+    """model.diffusion_args={norm: fused} together with run.compile=blocks: the fused op runs between the compiled
+    graphs of each ResBlock (compiler-disabled), and loss and gradients stay those of the plain step."""
+    monkeypatch.setenv("DAA_COMPILE_BACKEND", os.environ.get("DAA_COMPILE_BACKEND", "aot_eager"))
+    a, _, batch, draws = _pair(channels_last=False, compile_mode="none")
+    torch.manual_seed(0)
+    b = DAAObjective(build_restorer("unet", "tiny"), build_diffusion_unet("tiny", dropout=0.0, norm="fused"),
+                     ObjectiveConfig(mode="daa", kernels="torch"))
+    b.load_state_dict(a.state_dict())
+    b = apply_levers(b, channels_last=False, compile_mode="blocks")
+    la, ga = _loss_and_grads(a, batch, draws)
+    lb, gb = _loss_and_grads(b, batch, draws)
+    torch.testing.assert_close(lb, la, rtol=1e-5, atol=1e-6)
+    assert (ga - gb).norm() <= 1e-4 * ga.norm()
+
+
 def test_lever_config_values_and_resume(tmp_path, monkeypatch):
     monkeypatch.setenv("DAA_NO_TQDM", "1")
     with pytest.raises(ConfigError, match="run.compile must be"):

@@ -22,12 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from kernels.group_norm_silu import group_norm_silu
+
 from .base import check_image_batch, kaiming_init_, pad_to_multiple
 from .registry import make_config
 
 _ATTENTION_CHOICES = ("auto", "sdpa", "xformers")
 _INIT_CHOICES = ("kaiming", "guided")
-_NORM_CHOICES = ("fp32", "native")
+_NORM_CHOICES = ("fp32", "native", "fused")
 _SILU_CHOICES = ("fused", "official")
 
 
@@ -61,7 +63,10 @@ class DiffusionUNetConfig:
     norm: str = "fp32"
     """GroupNorm under bf16/fp16: 'fp32' = guided-diffusion's GroupNorm32 (input and affine cast to fp32 and the
     output back: two extra passes over the activations); 'native' = F.group_norm in the input dtype, whose kernels
-    accumulate the statistics in fp32 anyway (issue #13). Identical in fp32."""
+    accumulate the statistics in fp32 anyway (issue #13); 'fused' = GroupNorm, the ResBlock's scale/shift and the
+    SiLU after it in one Triton kernel on CUDA (kernels/group_norm_silu.py: fp32 maths, one rounding), the eager
+    reference elsewhere; the attention block's GroupNorm (no SiLU after it) runs 'native'. The same function in
+    fp32, the same parameter names for all three."""
     silu: str = "fused"
     """'fused' = nn.SiLU (one kernel); 'official' = x·sigmoid(x) as guided-diffusion's nn.py writes it (two kernels
     and an extra activation kept for backward; the faithful official step of launch/bench/step.py)."""
@@ -125,6 +130,19 @@ class NativeGroupNorm(nn.GroupNorm):
         return F.group_norm(x, self.num_groups, w, b, self.eps)
 
 
+class FusedGroupNormSiLU(nn.GroupNorm):
+    """GroupNorm → optional (B, C) scale/shift → SiLU as one op (`norm='fused'`). It takes the place of a GroupNorm +
+    SiLU pair; the SiLU slot after it holds nn.Identity, so parameter names (and checkpoints) do not change."""
+
+    def forward(self, x, scale=None, shift=None):
+        return _group_norm_silu(x, self.weight, self.bias, self.num_groups, self.eps, scale, shift)
+
+
+# torch.compile (run.compile) does not trace into the Triton launch wrapper: a compiled block calls the fused op
+# between its graphs.
+_group_norm_silu = torch.compiler.disable(group_norm_silu)
+
+
 class OfficialSiLU(nn.Module):
     """x·sigmoid(x), as guided-diffusion's nn.SiLU replacement (kept for a faithful official step)."""
 
@@ -133,10 +151,13 @@ class OfficialSiLU(nn.Module):
 
 
 def _norm(ch: int, kind: str = "fp32") -> nn.GroupNorm:
-    return GroupNorm32(32, ch) if kind == "fp32" else NativeGroupNorm(32, ch)
+    return {"fp32": GroupNorm32, "native": NativeGroupNorm, "fused": FusedGroupNormSiLU}[kind](32, ch)
 
 
-def _act(kind: str = "fused") -> nn.Module:
+def _act(kind: str = "fused", norm: str = "fp32") -> nn.Module:
+    """The activation after a GroupNorm of kind `norm` (nn.Identity when that norm already applies the SiLU)."""
+    if norm == "fused":
+        return nn.Identity()
     return nn.SiLU() if kind == "fused" else OfficialSiLU()
 
 
@@ -146,7 +167,7 @@ class ResBlock(nn.Module):
         super().__init__()
         out_ch = out_ch or ch
         self.scale_shift = scale_shift
-        self.in_layers = nn.Sequential(_norm(ch, norm), _act(act), nn.Conv2d(ch, out_ch, 3, padding=1))
+        self.in_layers = nn.Sequential(_norm(ch, norm), _act(act, norm), nn.Conv2d(ch, out_ch, 3, padding=1))
         self.updown = up or down
         if up:
             self.h_upd = self.x_upd = nn.Upsample(scale_factor=2, mode="nearest")
@@ -154,7 +175,7 @@ class ResBlock(nn.Module):
             self.h_upd = self.x_upd = nn.AvgPool2d(2)
         self.emb_layers = nn.Sequential(_act(act), nn.Linear(emb_ch, 2 * out_ch if scale_shift else out_ch))
         self.out_layers = nn.Sequential(
-            _norm(out_ch, norm), _act(act), nn.Dropout(p=dropout), nn.Conv2d(out_ch, out_ch, 3, padding=1)
+            _norm(out_ch, norm), _act(act, norm), nn.Dropout(p=dropout), nn.Conv2d(out_ch, out_ch, 3, padding=1)
         )
         self.skip_connection = nn.Identity() if out_ch == ch else nn.Conv2d(ch, out_ch, 1)
 
@@ -168,7 +189,10 @@ class ResBlock(nn.Module):
         e = self.emb_layers(emb).type(h.dtype)[..., None, None]
         if self.scale_shift:
             scale, shift = e.chunk(2, dim=1)
-            h = self.out_layers[0](h) * (1 + scale) + shift
+            if isinstance(self.out_layers[0], FusedGroupNormSiLU):  # norm, scale/shift and SiLU in one op
+                h = self.out_layers[0](h, scale, shift)
+            else:
+                h = self.out_layers[0](h) * (1 + scale) + shift
             h = self.out_layers[1:](h)
         else:
             h = self.out_layers(h + e)
@@ -186,7 +210,7 @@ class AttentionBlock(nn.Module):
             num_heads = ch // num_head_channels
         self.num_heads = num_heads
         self.attention = attention
-        self.norm = _norm(ch, norm)
+        self.norm = _norm(ch, "native" if norm == "fused" else norm)  # no SiLU follows this one
         self.qkv = nn.Conv1d(ch, ch * 3, 1)
         self.proj_out = nn.Conv1d(ch, ch, 1)
 
@@ -264,7 +288,7 @@ class DiffusionUNet(nn.Module):
                     layers.append(rb(ch, ch, up=True))
                     ds //= 2
                 self.output_blocks.append(EmbedSequential(*layers))
-        self.out = nn.Sequential(_norm(ch, cfg.norm), _act(cfg.silu), nn.Conv2d(ch, cfg.out_channel * f2, 3,
+        self.out = nn.Sequential(_norm(ch, cfg.norm), _act(cfg.silu, cfg.norm), nn.Conv2d(ch, cfg.out_channel * f2, 3,
                                                                                  padding=1))
         self.size_multiple = 2 ** (len(cfg.channel_mults) - 1) * cfg.pixel_unshuffle
         self.reset_parameters()

@@ -10,7 +10,10 @@ maths — tests/test_levers.py checks loss and gradients within tolerance on CPU
 - `run.cudnn_benchmark`: cuDNN picks the fastest convolution algorithm per shape (CUDA; off in deterministic mode);
 - `data.pin_memory` (default: on CUDA): the loader hands over page-locked batches, so the host→device copies the
   trainer issues with `non_blocking=True` overlap with compute;
-- `model.diffusion_args={norm: native}` (daa/models/diffusion_unet.py): GroupNorm without the fp32 round trip.
+- `model.diffusion_args={norm: native}` (daa/models/diffusion_unet.py): GroupNorm without the fp32 round trip;
+- `model.diffusion_args={norm: fused}`: GroupNorm + the ResBlock's scale/shift + SiLU as one Triton kernel on CUDA
+  (kernels/group_norm_silu.py), for when compile does not fuse these chains; with `run.compile` the op runs between
+  the compiled graphs. On CPU it runs its eager reference.
 """
 from __future__ import annotations
 

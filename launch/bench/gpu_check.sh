@@ -1,50 +1,55 @@
 #!/usr/bin/env bash
-# Every GPU figure of issues #3 and #13 in one short device slot (≤ 8 min on an H200), from the repo root:
+# Every GPU figure of issue #13 in one short device slot (≤ 8 min on an H200), from the repo root:
 #
 #   OUT=/some/dir bash launch/bench/gpu_check.sh
 #
-# 1. kernels/gpu_check.sh (native Triton tests + the fused-kernel benchmark), capped at 150 s;
+# In order of what the issue needs most (a step that runs out of time gets what is left, later ones are skipped):
+# 1. env + the native Triton kernel tests (the condition builder, the noise MSE, the fused GroupNorm + SiLU);
 # 2. the training step, paper sizes, B=24 and 8 (launch/bench/step.py): the faithful official fp32 step (timed in
 #    the cudnn.benchmark phase, as its configs run), the bare objective, and the Trainer in fp32 and bf16 (ZeRO-2);
-# 3. the same at B=24 with every lever on for the trainer (regional compile, channels_last, GroupNorm without the
-#    fp32 round trip, cudnn.benchmark), against the official step in the same process;
-# 4. a GPU profile of one trainer step by kernel category, without and with the levers (launch/bench/profile_gpu.py).
+# 3. B=24, the trainer (bf16) with the fused GroupNorm + scale/shift + SiLU and cudnn.benchmark, against the
+#    official step in the same process;
+# 4. the same with regional torch.compile, channels_last and the native GroupNorm instead of the fused op (compile
+#    can fuse these chains itself; the levers set of the previous version of this script);
+# 5. a GPU profile of one trainer step by kernel category, plain and with the levers of 3 (profile_gpu.py);
+# 6. the fused op's microbenchmark per U-Net level (python -m kernels.bench.group_norm_silu).
+# The condition builder's own benchmark (issue #3) is `kernels/gpu_check.sh`; its figures are in docs/benchmarks.
 # Needs torch + triton + pytest + deepspeed installed (installs nothing, no network). Each step runs under `timeout`
 # with at most what is left of GPU_CHECK_CAP_S (default 470 s). Writes to $OUT: env.txt (devices, versions, per-step
-# seconds and exit codes), the kernel check's files, step_gpu.csv + step.log, step_levers.log, profile*.md/json.
+# seconds and exit codes), pytest.log, step_gpu.csv + step.log, step_fused.log, step_compile.log, profile*.md/json,
+# group_norm_silu.csv + .log.
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
 CAP_DEFAULT=470
-. kernels/gpu_check_common.sh  # OUT, PY, CAP and the step helpers left / cap / log
-LEVERS=(--trainer-set run.compile=blocks --trainer-set run.channels_last=true --trainer-set run.cudnn_benchmark=true
-        --trainer-set "model.diffusion_args={norm: native}")
+. kernels/gpu_check_common.sh  # OUT, PY, CAP, KERNEL_TESTS and the helpers env_info / left / cap / log
+# the fused op reads NCHW groups contiguously (NHWC works, strided), so its set keeps the default layout
+FUSED=(--trainer-set run.cudnn_benchmark=true --trainer-set "model.diffusion_args={norm: fused}")
+COMPILED=(--trainer-set run.cudnn_benchmark=true --trainer-set run.channels_last=true --trainer-set run.compile=blocks
+          --trainer-set "model.diffusion_args={norm: native}")
 rc=0
+env_info 2>&1 | tee "$OUT/env.txt"
 
-t=$SECONDS
-OUT="$OUT/kernels" GPU_CHECK_CAP_S="$(cap 150)" bash kernels/gpu_check.sh > "$OUT/kernels.log" 2>&1
-s=$?; [ $s -ne 0 ] && rc=$((rc | 1)); cat "$OUT/kernels/env.txt" >> "$OUT/env.txt" 2>/dev/null
-log "step kernels: $((SECONDS - t)) s, exit $s"
-
-t=$SECONDS
-timeout -k 5 "$(cap 170)" "$PY" launch/bench/step.py --csv "$OUT/step_gpu.csv" --budget-s 130 --max-wall-s 160 \
-  2>&1 | tee "$OUT/step.log"
-s=$?; [ $s -ne 0 ] && rc=$((rc | 2))
-log "step bench (B=24,8): $((SECONDS - t)) s, exit $s"
-
-t=$SECONDS
-timeout -k 5 "$(cap 110)" "$PY" launch/bench/step.py --csv "$OUT/step_gpu.csv" --batch 24 --phases cudnn.benchmark \
-  --variants official-fp32,trainer-bf16 --budget-s 80 --max-wall-s 100 "${LEVERS[@]}" 2>&1 | tee "$OUT/step_levers.log"
-s=$?; [ $s -ne 0 ] && rc=$((rc | 4))
-log "step bench, levers: $((SECONDS - t)) s, exit $s"
-
-for name in profile profile_levers; do
-  [ "$(left)" -lt 25 ] && { log "step $name: skipped, $(left) s left"; continue; }
-  t=$SECONDS
-  extra=(); [ $name = profile_levers ] && extra=("${LEVERS[@]}")
-  timeout -k 5 "$(cap 60)" "$PY" launch/bench/profile_gpu.py --out "$OUT/$name" "${extra[@]}" > "$OUT/$name.log" 2>&1
-  s=$?; [ $s -ne 0 ] && rc=$((rc | 8))
+run() {  # run NAME BIT SECONDS CMD...: one step under the time left, its exit code into rc's BIT
+  local name=$1 bit=$2 want=$3 t=$SECONDS s
+  shift 3
+  if [ "$(left)" -lt 20 ]; then log "step $name: skipped, $(left) s left"; return; fi
+  timeout -k 5 "$(cap "$want")" "$@" > "$OUT/$name.log" 2>&1
+  s=$?
+  [ $s -ne 0 ] && rc=$((rc | bit))
+  tail -n 25 "$OUT/$name.log"
   log "step $name: $((SECONDS - t)) s, exit $s"
-done
+}
 
-log "gpu_check rc=$rc in $((SECONDS - T0)) s (bits: 1 kernels, 2 step bench, 4 levers bench, 8 profile)"
+run pytest 1 60 "$PY" -m pytest -q -p no:cacheprovider "${KERNEL_TESTS[@]}"
+run step 2 140 "$PY" launch/bench/step.py --csv "$OUT/step_gpu.csv" --budget-s 110 --max-wall-s 135
+run step_fused 4 60 "$PY" launch/bench/step.py --csv "$OUT/step_gpu.csv" --batch 24 --phases cudnn.benchmark \
+  --variants official-fp32,trainer-bf16 --budget-s 40 --max-wall-s 55 "${FUSED[@]}"
+run step_compile 8 90 "$PY" launch/bench/step.py --csv "$OUT/step_gpu.csv" --batch 24 --phases cudnn.benchmark \
+  --variants official-fp32,trainer-bf16 --budget-s 65 --max-wall-s 85 "${COMPILED[@]}"
+run profile 16 45 "$PY" launch/bench/profile_gpu.py --out "$OUT/profile"
+run profile_fused 16 45 "$PY" launch/bench/profile_gpu.py --out "$OUT/profile_fused" "${FUSED[@]}"
+run group_norm_silu 32 60 "$PY" -m kernels.bench.group_norm_silu --csv "$OUT/group_norm_silu.csv"
+
+log "gpu_check rc=$rc in $((SECONDS - T0)) s (bits: 1 kernel tests, 2 step bench, 4 fused levers, 8 compile levers,"\
+" 16 profile, 32 group_norm_silu bench)"
 exit $rc
