@@ -33,6 +33,30 @@ from .utils import _INTERPRET, acc_dtype
 
 
 @triton.jit
+def _program_group(G, CPG, CPG_P2: tl.constexpr):
+    """This program's (sample, group): (program id, sample as int64, the group's channel indices, their mask)."""
+    pid = tl.program_id(0)
+    ch = (pid % G) * CPG + tl.arange(0, CPG_P2)
+    return pid, (pid // G).to(tl.int64), ch, ch < (pid % G) * CPG + CPG
+
+
+@triton.jit
+def _channel_params(w_ptr, b_ptr, sc_ptr, sh_ptr, bi, ch, cm, ss_b, ss_c,
+                    HAS_SS: tl.constexpr, ACC: tl.constexpr, CPG_P2: tl.constexpr):
+    """Per channel of the group: weight, bias, u = 1 + scale, shift (u = 1, shift = 0 without scale/shift)."""
+    w = tl.load(w_ptr + ch, mask=cm, other=0.0).to(ACC)
+    bias = tl.load(b_ptr + ch, mask=cm, other=0.0).to(ACC)
+    ch64 = ch.to(tl.int64)
+    if HAS_SS:
+        u = 1.0 + tl.load(sc_ptr + bi * ss_b + ch64 * ss_c, mask=cm, other=0.0).to(ACC)
+        s = tl.load(sh_ptr + bi * ss_b + ch64 * ss_c, mask=cm, other=0.0).to(ACC)
+    else:
+        u = tl.full([CPG_P2], 1.0, ACC)
+        s = tl.zeros([CPG_P2], dtype=ACC)
+    return w, bias, u, s
+
+
+@triton.jit
 def _gn_silu_fwd_kernel(
     x_ptr, w_ptr, b_ptr, sc_ptr, sh_ptr, y_ptr, mean_ptr, rstd_ptr,
     G, CPG, HW,
@@ -40,10 +64,7 @@ def _gn_silu_fwd_kernel(
     eps,
     HAS_SS: tl.constexpr, ACC: tl.constexpr, CPG_P2: tl.constexpr, BLOCK_HW: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    bi = (pid // G).to(tl.int64)
-    ch = (pid % G) * CPG + tl.arange(0, CPG_P2)
-    cm = ch < (pid % G) * CPG + CPG
+    pid, bi, ch, cm = _program_group(G, CPG, CPG_P2)
     ch64 = ch.to(tl.int64)
     xb = x_ptr + bi * sx_b + ch64[None, :] * sx_c
     n = CPG * HW
@@ -61,14 +82,7 @@ def _gn_silu_fwd_kernel(
         d = tl.where(m, d, 0.0)
         acc += d * d
     rstd = 1.0 / tl.sqrt(tl.sum(tl.sum(acc, axis=1), axis=0) / n + eps)
-    w = tl.load(w_ptr + ch, mask=cm, other=0.0).to(ACC)
-    bias = tl.load(b_ptr + ch, mask=cm, other=0.0).to(ACC)
-    if HAS_SS:
-        u = 1.0 + tl.load(sc_ptr + bi * ss_b + ch64 * ss_c, mask=cm, other=0.0).to(ACC)
-        s = tl.load(sh_ptr + bi * ss_b + ch64 * ss_c, mask=cm, other=0.0).to(ACC)
-    else:
-        u = tl.full([CPG_P2], 1.0, ACC)
-        s = tl.zeros([CPG_P2], dtype=ACC)
+    w, bias, u, s = _channel_params(w_ptr, b_ptr, sc_ptr, sh_ptr, bi, ch, cm, ss_b, ss_c, HAS_SS, ACC, CPG_P2)
     a = rstd * w * u  # z' = (x − μ)·a + c1
     c1 = bias * u + s
     yb = y_ptr + bi * sy_b + ch64[None, :] * sy_c
@@ -84,6 +98,20 @@ def _gn_silu_fwd_kernel(
 
 
 @triton.jit
+def _dz_tile(xb, gb, start, HW, cm, sx_hw, sg_hw, mean, a, c1, ACC: tl.constexpr, BLOCK_HW: tl.constexpr):
+    """One [BLOCK_HW, CPG] tile of the backward: z' recomputed from x, dz' = dy·silu'(z') (0 outside the mask).
+    Returns (spatial offsets as a column, mask, x − μ, dz')."""
+    hw = start + tl.arange(0, BLOCK_HW)
+    hw64 = hw.to(tl.int64)[:, None]
+    m = (hw < HW)[:, None] & cm[None, :]
+    xc = tl.load(xb + hw64 * sx_hw, mask=m, other=0.0).to(ACC) - mean
+    g = tl.load(gb + hw64 * sg_hw, mask=m, other=0.0).to(ACC)
+    z = xc * a[None, :] + c1[None, :]
+    sg = tl.sigmoid(z)
+    return hw64, m, xc, tl.where(m, g * sg * (1.0 + z * (1.0 - sg)), 0.0)
+
+
+@triton.jit
 def _gn_silu_bwd_kernel(
     x_ptr, dy_ptr, w_ptr, b_ptr, sc_ptr, sh_ptr, mean_ptr, rstd_ptr,
     dx_ptr, dwp_ptr, dbp_ptr, dsc_ptr, dsh_ptr,
@@ -91,21 +119,11 @@ def _gn_silu_bwd_kernel(
     sx_b, sx_c, sx_hw, sg_b, sg_c, sg_hw, sd_b, sd_c, sd_hw, ss_b, ss_c,
     HAS_SS: tl.constexpr, ACC: tl.constexpr, CPG_P2: tl.constexpr, BLOCK_HW: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    bi = (pid // G).to(tl.int64)
-    ch = (pid % G) * CPG + tl.arange(0, CPG_P2)
-    cm = ch < (pid % G) * CPG + CPG
+    pid, bi, ch, cm = _program_group(G, CPG, CPG_P2)
     ch64 = ch.to(tl.int64)
     mean = tl.load(mean_ptr + pid)
     rstd = tl.load(rstd_ptr + pid)
-    w = tl.load(w_ptr + ch, mask=cm, other=0.0).to(ACC)
-    bias = tl.load(b_ptr + ch, mask=cm, other=0.0).to(ACC)
-    if HAS_SS:
-        u = 1.0 + tl.load(sc_ptr + bi * ss_b + ch64 * ss_c, mask=cm, other=0.0).to(ACC)
-        s = tl.load(sh_ptr + bi * ss_b + ch64 * ss_c, mask=cm, other=0.0).to(ACC)
-    else:
-        u = tl.full([CPG_P2], 1.0, ACC)
-        s = tl.zeros([CPG_P2], dtype=ACC)
+    w, bias, u, s = _channel_params(w_ptr, b_ptr, sc_ptr, sh_ptr, bi, ch, cm, ss_b, ss_c, HAS_SS, ACC, CPG_P2)
     a = rstd * w * u
     c1 = bias * u + s
     xb = x_ptr + bi * sx_b + ch64[None, :] * sx_c
@@ -113,14 +131,7 @@ def _gn_silu_bwd_kernel(
     acc1 = tl.zeros([BLOCK_HW, CPG_P2], dtype=ACC)  # Σ dz'
     acc2 = tl.zeros([BLOCK_HW, CPG_P2], dtype=ACC)  # Σ dz'·x̂
     for start in range(0, HW, BLOCK_HW):
-        hw = start + tl.arange(0, BLOCK_HW)
-        hw64 = hw.to(tl.int64)[:, None]
-        m = (hw < HW)[:, None] & cm[None, :]
-        xc = tl.load(xb + hw64 * sx_hw, mask=m, other=0.0).to(ACC) - mean
-        g = tl.load(gb + hw64 * sg_hw, mask=m, other=0.0).to(ACC)
-        z = xc * a[None, :] + c1[None, :]
-        sg = tl.sigmoid(z)
-        dz = tl.where(m, g * sg * (1.0 + z * (1.0 - sg)), 0.0)
+        hw64, m, xc, dz = _dz_tile(xb, gb, start, HW, cm, sx_hw, sg_hw, mean, a, c1, ACC, BLOCK_HW)
         acc1 += dz
         acc2 += dz * (xc * rstd)
     s1 = tl.sum(acc1, axis=0)
@@ -136,14 +147,7 @@ def _gn_silu_bwd_kernel(
     uw = u * w * rstd
     db_ = dx_ptr + bi * sd_b + ch64[None, :] * sd_c
     for start in range(0, HW, BLOCK_HW):
-        hw = start + tl.arange(0, BLOCK_HW)
-        hw64 = hw.to(tl.int64)[:, None]
-        m = (hw < HW)[:, None] & cm[None, :]
-        xc = tl.load(xb + hw64 * sx_hw, mask=m, other=0.0).to(ACC) - mean
-        g = tl.load(gb + hw64 * sg_hw, mask=m, other=0.0).to(ACC)
-        z = xc * a[None, :] + c1[None, :]
-        sg = tl.sigmoid(z)
-        dz = g * sg * (1.0 + z * (1.0 - sg))
+        hw64, m, xc, dz = _dz_tile(xb, gb, start, HW, cm, sx_hw, sg_hw, mean, a, c1, ACC, BLOCK_HW)
         dx = dz * uw[None, :] - rstd * (k1 + (xc * rstd) * k2)
         tl.store(db_ + hw64 * sd_hw, dx.to(dx_ptr.dtype.element_ty), mask=m)
 
