@@ -59,12 +59,11 @@ def _record_launches() -> list:
     from .bench import timing
 
     log: list = []
-    kernels = launch_kernels()
     saved = []
-    for qual, fn in kernels.items():
-        mod = sys.modules[qual.rsplit(".", 1)[0]]
-        saved.append((mod, qual.rsplit(".", 1)[1], fn))
-        setattr(mod, qual.rsplit(".", 1)[1], _Recorder(fn, log))
+    for qual, fn in launch_kernels().items():
+        mod_name, attr = qual.rsplit(".", 1)
+        saved.append((sys.modules[mod_name], attr, fn))
+        setattr(sys.modules[mod_name], attr, _Recorder(fn, log))
     gpu = lambda n, device: utils._GPU_SETTINGS  # noqa: E731  (the launch settings a CUDA tensor gets)
     patches = [(conditions, "elementwise_settings", gpu), (noise_mse, "elementwise_settings", gpu),
                (group_norm_silu, "_INTERPRET_TILE", group_norm_silu._GPU_TILE)]

@@ -23,6 +23,8 @@ Minimal traffic (elements of x): fwd read N + write N, bwd read 2N + write N.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 import triton
@@ -57,6 +59,16 @@ def _channel_params(w_ptr, b_ptr, sc_ptr, sh_ptr, bi, ch, cm, ss_b, ss_c,
 
 
 @triton.jit
+def _x_tile(xb, start, HW, cm, sx_hw, ACC: tl.constexpr, BLOCK_HW: tl.constexpr):
+    """One [BLOCK_HW, CPG] tile of x from `start`: (spatial offsets as an int64 column, mask, values in ACC, 0 off
+    the mask)."""
+    hw = start + tl.arange(0, BLOCK_HW)
+    hw64 = hw.to(tl.int64)[:, None]
+    m = (hw < HW)[:, None] & cm[None, :]
+    return hw64, m, tl.load(xb + hw64 * sx_hw, mask=m, other=0.0).to(ACC)
+
+
+@triton.jit
 def _gn_silu_fwd_kernel(
     x_ptr, w_ptr, b_ptr, sc_ptr, sh_ptr, y_ptr, mean_ptr, rstd_ptr,
     G, CPG, HW,
@@ -70,16 +82,12 @@ def _gn_silu_fwd_kernel(
     n = CPG * HW
     acc = tl.zeros([BLOCK_HW, CPG_P2], dtype=ACC)
     for start in range(0, HW, BLOCK_HW):
-        hw = start + tl.arange(0, BLOCK_HW)
-        m = (hw < HW)[:, None] & cm[None, :]
-        acc += tl.load(xb + hw.to(tl.int64)[:, None] * sx_hw, mask=m, other=0.0).to(ACC)
+        acc += _x_tile(xb, start, HW, cm, sx_hw, ACC, BLOCK_HW)[2]
     mean = tl.sum(tl.sum(acc, axis=1), axis=0) / n
     acc = tl.zeros([BLOCK_HW, CPG_P2], dtype=ACC)
     for start in range(0, HW, BLOCK_HW):
-        hw = start + tl.arange(0, BLOCK_HW)
-        m = (hw < HW)[:, None] & cm[None, :]
-        d = tl.load(xb + hw.to(tl.int64)[:, None] * sx_hw, mask=m, other=0.0).to(ACC) - mean
-        d = tl.where(m, d, 0.0)
+        _, m, v = _x_tile(xb, start, HW, cm, sx_hw, ACC, BLOCK_HW)
+        d = tl.where(m, v - mean, 0.0)
         acc += d * d
     rstd = 1.0 / tl.sqrt(tl.sum(tl.sum(acc, axis=1), axis=0) / n + eps)
     w, bias, u, s = _channel_params(w_ptr, b_ptr, sc_ptr, sh_ptr, bi, ch, cm, ss_b, ss_c, HAS_SS, ACC, CPG_P2)
@@ -87,12 +95,9 @@ def _gn_silu_fwd_kernel(
     c1 = bias * u + s
     yb = y_ptr + bi * sy_b + ch64[None, :] * sy_c
     for start in range(0, HW, BLOCK_HW):
-        hw = start + tl.arange(0, BLOCK_HW)
-        m = (hw < HW)[:, None] & cm[None, :]
-        v = tl.load(xb + hw.to(tl.int64)[:, None] * sx_hw, mask=m, other=0.0).to(ACC)
+        hw64, m, v = _x_tile(xb, start, HW, cm, sx_hw, ACC, BLOCK_HW)
         z = (v - mean) * a[None, :] + c1[None, :]
-        y = z * tl.sigmoid(z)
-        tl.store(yb + hw.to(tl.int64)[:, None] * sy_hw, y.to(y_ptr.dtype.element_ty), mask=m)
+        tl.store(yb + hw64 * sy_hw, (z * tl.sigmoid(z)).to(y_ptr.dtype.element_ty), mask=m)
     tl.store(mean_ptr + pid, mean)
     tl.store(rstd_ptr + pid, rstd)
 
@@ -101,10 +106,8 @@ def _gn_silu_fwd_kernel(
 def _dz_tile(xb, gb, start, HW, cm, sx_hw, sg_hw, mean, a, c1, ACC: tl.constexpr, BLOCK_HW: tl.constexpr):
     """One [BLOCK_HW, CPG] tile of the backward: z' recomputed from x, dz' = dy·silu'(z') (0 outside the mask).
     Returns (spatial offsets as a column, mask, x − μ, dz')."""
-    hw = start + tl.arange(0, BLOCK_HW)
-    hw64 = hw.to(tl.int64)[:, None]
-    m = (hw < HW)[:, None] & cm[None, :]
-    xc = tl.load(xb + hw64 * sx_hw, mask=m, other=0.0).to(ACC) - mean
+    hw64, m, v = _x_tile(xb, start, HW, cm, sx_hw, ACC, BLOCK_HW)
+    xc = v - mean
     g = tl.load(gb + hw64 * sg_hw, mask=m, other=0.0).to(ACC)
     z = xc * a[None, :] + c1[None, :]
     sg = tl.sigmoid(z)
@@ -195,7 +198,7 @@ class GroupNormSiLUFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, scale, shift, num_groups, eps):
         b, c = x.shape[:2]
-        hw = x[0, 0].numel()
+        hw = math.prod(x.shape[2:])
         x, sx_b, sx_c, sx_hw = _flat(x)
         y = torch.empty_like(x)
         _, sy_b, sy_c, sy_hw = _strides(y)
@@ -226,7 +229,7 @@ class GroupNormSiLUFunction(torch.autograd.Function):
         else:
             (x, weight, bias, mean, rstd), sc, sh = ctx.saved_tensors, None, None
         b, c = x.shape[:2]
-        hw = x[0, 0].numel()
+        hw = math.prod(x.shape[2:])
         g = ctx.num_groups
         _, sx_b, sx_c, sx_hw = _strides(x)
         dy, sg_b, sg_c, sg_hw = _flat(dy)
