@@ -51,7 +51,9 @@ def fused(x, w, b, sc, sh):
     return group_norm_silu(x, w, b, 32, 1e-5, sc, sh, impl="triton")
 
 
-_COMPILED = torch.compile(native, dynamic=False)
+# default dynamic: the second shape recompiles once with symbolic sizes. dynamic=False would compile each of the
+# 8 (level, dtype) shapes apart, spending the GPU slot on compiles and reaching dynamo's recompile limit (8)
+_COMPILED = torch.compile(native)
 PROVIDERS = {"triton": fused, "official": official, "native": native, "compile": _COMPILED}
 
 
