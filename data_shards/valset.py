@@ -151,8 +151,20 @@ def build_corpus_split(args) -> list[dict]:
     return items
 
 
+def _dataset_pairs(args) -> list[tuple[str, str]]:
+    """A data set's published test pairs (data_shards.datasets), the degraded side through the ground-truth guard."""
+    from .datasets import test_pairs
+    from .selection import check_degraded
+
+    name, root = args.dataset
+    pairs = test_pairs(name, root)
+    check_degraded(f"--dataset {name}", [(os.path.relpath(d, root), d) for d, _ in pairs], False)
+    return pairs
+
+
 def build_user_split(args) -> list[dict]:
-    pairs = match_pairs(list_inputs(args.input, "--input"), list_inputs(args.gt, "--gt"), args.pair_by)
+    pairs = _dataset_pairs(args) if args.dataset else match_pairs(
+        list_inputs(args.input, "--input"), list_inputs(args.gt, "--gt"), args.pair_by)
     items = []
     for k, (dp, gp) in enumerate(pairs):
         d, g = read_image(dp), read_image(gp)
@@ -173,11 +185,17 @@ def build_user_split(args) -> list[dict]:
 def build(args) -> dict:
     if args.task is not None and args.task not in TASKS:
         raise UserError(f"unknown task {args.task!r} (choose {', '.join(TASKS)})")
-    if bool(args.corpus) == bool(args.input or args.gt):
-        raise UserError("give either --corpus (with --task) or --input and --gt")
+    if args.dataset and args.task is None:
+        from .datasets import recipe
+
+        args.task = recipe(args.dataset[0]).task
+    if args.dataset and (args.input or args.gt):
+        raise UserError("--dataset gives the test pairs itself: drop --input/--gt")
+    if bool(args.corpus) == bool(args.input or args.gt or args.dataset):
+        raise UserError("give either --corpus (with --task), --input and --gt, or --dataset NAME ROOT")
     if args.corpus and args.task is None:
         raise UserError("--corpus needs --task")
-    if not args.corpus and not (args.input and args.gt):
+    if not args.corpus and not args.dataset and not (args.input and args.gt):
         raise UserError("--input and --gt go together")
     if args.crop < 0 or args.crops_per_image < 1 or args.candidates < args.crops_per_image:
         raise UserError("need --crop >= 0 and 1 <= --crops-per-image <= --candidates")
@@ -287,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m data_shards.valset", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""examples:
   python -m data_shards.valset --corpus corpus/ --task denoise --out val/denoise
+  daa-valset --dataset realblur-j RealBlur/ --out val/realblur_j      # the 980 published test pairs
   python -m data_shards.valset --input polyu/noisy.txt --gt polyu/mean.txt --pair-by index \\
       --crop 256 --out val/polyu""")
     p.add_argument("--corpus", help="offline photo corpus: its pool-E photos (or --pool)")
@@ -301,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="a real test set's degraded images (folder or list file)")
     p.add_argument("--gt", help="their ground truth (folder or list file)")
     p.add_argument("--pair-by", choices=("stem", "index"), default="stem")
+    p.add_argument("--dataset", nargs=2, metavar=("NAME", "ROOT"),
+                   help="a data set's published test pairs as downloaded: realblur-j, realblur-r, spa "
+                        "(data_shards.datasets); score restorations with daa-evaluate --protocol realblur|spa")
     p.add_argument("--task", help="denoise | deblur | derain (required with --corpus)")
     p.add_argument("--merge", nargs="+", metavar="SPLIT", help="write these splits' items as one split")
     p.add_argument("--out", required=True, help="new or empty folder")

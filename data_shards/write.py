@@ -8,6 +8,10 @@ Two sources, one output layout that `data_shards.stream` reads:
   A folder is searched recursively for images; a text file lists one path per line (relative paths are taken from the
   list's folder). Pairs are matched by relative path without extension (`--pair-by stem`, default) or by position in
   the sorted lists (`--pair-by index`, e.g. SIDD's *_NOISY_* / *_GT_* names).
+- **The paper's data sets as downloaded** (`--dataset NAME ROOT`, repeatable; data_shards.datasets): e.g.
+  `--dataset dfwb Downloads/ --dataset sidd-medium SIDD_Medium_Srgb/` picks each set's files by its published
+  layout and tiles each stream by its official preparation. `--dry-run` (`--list`) prints per stream the file count,
+  three example paths and the tiles they give, and writes nothing.
 - **The offline photo corpus** (`--corpus DIR --task T`, via `data_shards.photos` + `data_shards.degrade`): pool S
   photos → syn+gt with the source degradation, pool U → real with the target degradation, pool S clean → ref.
   Pool E is the test split and is written by `python -m data_shards.valset`, never here. Every sample records the
@@ -21,6 +25,10 @@ Output (`--out DIR`): `syn-%06d.tar` (gt.png + syn.png, or gt.png only when on t
 tile box); lossless PNG at 8 bits, or 16 when the source is 16-bit (`--bit-depth auto|8|16`); `manifest.json` last
 (counts, shard list with sample counts and sha256, task, arguments). Tar members carry mtime 0, so the same inputs
 and arguments give byte-identical shards.
+
+A degraded stream (`real`, and `syn` when paired) refuses a file whose path below the named folder marks it as a ground
+truth (`GT`, `clean`, `target`, `sharp`, `mean`, …; data_shards.selection), unless `--allow-gt-names`;
+`--include`/`--exclude` globs select the degraded files of a layout the registry does not know.
 
 User errors (bad path, empty folder, unmatched pair, unreadable image, non-empty output) print one line starting with
 `error:` and exit with status 2. `--overwrite` replaces only this tool's shards and manifest in DIR.
@@ -40,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 import webdataset as wds
 
+from . import selection
 from .inputs import UserError, grid_boxes, list_inputs, match_pairs, quantize, random_boxes, read_image, to_depth
 from .pngcrop import encode_png
 from .stream import FORMAT, MANIFEST, STREAM_CODES
@@ -130,12 +139,20 @@ class Job:
     stream: str
     index: int
     sources: dict  # member → path (user layout) or a corpus entry
+    tiling: dict | None = None  # a data set's own tiling (tile, stride, tile_min); None: the command line's
 
 
-def _boxes(args, h: int, w: int, rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
-    if args.crops_per_image:
-        return random_boxes(h, w, args.tile, args.crops_per_image, rng)
-    return grid_boxes(h, w, args.tile, args.stride or args.tile, args.tile_min)
+def tiling_of(args, job_tiling: dict | None) -> dict:
+    if job_tiling is not None:
+        return {"crops_per_image": 0, **job_tiling}
+    return {k: getattr(args, k) for k in ("tile", "stride", "tile_min", "crops_per_image")}
+
+
+def _boxes(args, h: int, w: int, rng: np.random.Generator, job_tiling: dict | None = None):
+    t = tiling_of(args, job_tiling)
+    if t["crops_per_image"]:
+        return random_boxes(h, w, t["tile"], t["crops_per_image"], rng)
+    return grid_boxes(h, w, t["tile"], t["stride"] or t["tile"], t["tile_min"])
 
 
 def user_samples(args, job: Job) -> Iterator[tuple[dict, dict]]:
@@ -152,7 +169,7 @@ def user_samples(args, job: Job) -> Iterator[tuple[dict, dict]]:
     rng = np.random.default_rng([args.seed, _CODE[job.stream], job.index, 0xC0])
     degr = {"syn": "on-the-fly AWGN (added by the reader)" if args.syn_on_the_fly else "user-provided",
             "real": "user-provided (real)", "ref": None}[job.stream]
-    for j, (y, x, th, tw) in enumerate(_boxes(args, h, w, rng)):
+    for j, (y, x, th, tw) in enumerate(_boxes(args, h, w, rng, job.tiling)):
         crop = {m: to_depth(a[y:y + th, x:x + tw], depth) for m, a in imgs.items()}
         meta = {"task": args.task, "stream": job.stream, "source": dict(job.sources), "box": [y, x, th, tw],
                 "tile_index": j, "bit_depth": depth, "degradation": degr, "params": {}}
@@ -228,6 +245,8 @@ def _profile_kw(args, domain: str) -> dict:
 
 def plan_user(args) -> dict[str, list[Job]]:
     jobs: dict[str, list[Job]] = {}
+    if not any((args.syn, args.gt, args.real, args.ref)):
+        return jobs
     if args.syn and not args.gt:
         raise UserError("--syn needs --gt (the clean targets it is paired with)")
     if args.gt:
@@ -239,16 +258,25 @@ def plan_user(args) -> dict[str, list[Job]]:
         else:
             if not args.syn:
                 raise UserError("--gt needs --syn (degraded inputs), or --syn-on-the-fly for AWGN denoising")
-            pairs = [{"syn.png": s, "gt.png": g} for s, g in match_pairs(list_inputs(args.syn, "--syn"), gt,
-                                                                          args.pair_by)]
+            syn = selection.degraded_inputs(args, args.syn, "--syn")
+            pairs = [{"syn.png": s, "gt.png": g} for s, g in match_pairs(syn, gt, args.pair_by)]
         jobs["syn"] = [Job("syn", i, p) for i, p in enumerate(pairs)]
-    for name in ("real", "ref"):
-        spec = getattr(args, name)
-        if spec:
-            jobs[name] = [Job(name, i, {f"{name}.png": p}) for i, (_, p) in enumerate(list_inputs(spec, f"--{name}"))]
+    if args.real:
+        real = selection.degraded_inputs(args, args.real, "--real")
+        jobs["real"] = [Job("real", i, {"real.png": p}) for i, (_, p) in enumerate(real)]
+    if args.ref:
+        jobs["ref"] = [Job("ref", i, {"ref.png": p}) for i, (_, p) in enumerate(list_inputs(args.ref, "--ref"))]
+    return jobs
+
+
+def plan_datasets(args) -> dict[str, list[Job]]:
+    """--syn/--gt/--real/--ref, then each --dataset NAME ROOT (data_shards.datasets); one source per stream."""
+    from .datasets import add_jobs
+
+    jobs = add_jobs(args, plan_user(args), Job)
     if not jobs:
         raise UserError("nothing to write: give --gt (with --syn or --syn-on-the-fly), --real and/or --ref, "
-                        "or --corpus")
+                        "--dataset, or --corpus")
     return jobs
 
 
@@ -296,12 +324,24 @@ def build_parser() -> argparse.ArgumentParser:
   python -m data_shards.write --task deblur --syn gopro/input --gt gopro/target --real realblur_j_train.txt \\
       --tile 512 --stride 256 --out shards/deblur
   # DAA-mini from the offline corpus: 110 random 96-px crops per photo, degraded with recorded seeds
-  python -m data_shards.write --corpus corpus/ --task derain --crops-per-image 110 --tile 96 --out shards/derain""")
+  python -m data_shards.write --corpus corpus/ --task derain --crops-per-image 110 --tile 96 --out shards/derain
+  # the paper's denoising data as downloaded, first listed, then written (data_shards.datasets has every set)
+  daa-shards --dataset dfwb Downloads/ --dataset sidd-medium SIDD_Medium_Srgb/ --dry-run
+  daa-shards --dataset dfwb Downloads/ --dataset sidd-medium SIDD_Medium_Srgb/ --out shards/denoise""")
     src = p.add_argument_group("inputs (a folder, searched recursively, or a text file with one path per line)")
     src.add_argument("--syn", help="degraded synthetic inputs, paired with --gt")
     src.add_argument("--gt", help="clean targets of --syn (or alone with --syn-on-the-fly)")
     src.add_argument("--real", help="unpaired real degraded inputs")
     src.add_argument("--ref", help="unpaired clean references (the 'Ours-Ex' mode)")
+    src.add_argument("--dataset", nargs=2, action="append", metavar=("NAME", "ROOT"),
+                     help="a data set as downloaded (repeatable): sidd-medium, sidd-small, dfwb, gopro, realblur-j, "
+                          "realblur-r, rain13k, spa; its files, streams and official tiling (data_shards.datasets)")
+    src.add_argument("--include", action="append", default=[], metavar="GLOB",
+                     help="--syn/--real: keep only files whose relative path (a glob with '/') or any name in it "
+                          "(a glob without) matches; repeatable")
+    src.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="--syn/--real: drop such files")
+    src.add_argument("--allow-gt-names", action="store_true",
+                     help="let --syn/--real hold files whose names mark them as ground truth (GT, clean, target, ...)")
     src.add_argument("--pair-by", choices=("stem", "index"), default="stem",
                      help="match --syn to --gt by relative path without extension (default) or sorted position")
     src.add_argument("--corpus", help="offline photo corpus (data_shards.photos manifest): pools S and U")
@@ -315,17 +355,21 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--target-reference", choices=("photo", "camera"), default="photo",
                      help="--oracle: the pair's clean image: the photo (default), or the camera's noise-free "
                           "rendering of it (denoise: ISP of the noise-free mosaic, as in real noisy/clean pairs)")
-    p.add_argument("--task", required=True, help="denoise | deblur | derain")
-    p.add_argument("--out", required=True, help="output folder (must be empty unless --overwrite)")
+    p.add_argument("--task", help="denoise | deblur | derain (default with --dataset: the data set's task)")
+    p.add_argument("--out", help="output folder (must be empty unless --overwrite)")
+    p.add_argument("--dry-run", "--list", action="store_true",
+                   help="print per stream the file count, three examples, the tiles and an estimated size; write "
+                        "nothing")
     p.add_argument("--syn-on-the-fly", action="store_true",
                    help="denoise only: write gt only; the reader adds AWGN per sample (the paper's DFWB set-up)")
     tl = p.add_argument_group("tiling")
-    tl.add_argument("--tile", type=int, default=0, help="tile/crop size in px (0 = whole images; official 512)")
-    tl.add_argument("--stride", type=int, default=0,
+    tl.add_argument("--tile", type=int, help="tile/crop size in px (default 0 = whole images; official 512; "
+                                             "with --dataset any tiling option replaces every set's own)")
+    tl.add_argument("--stride", type=int,
                     help="grid stride (default = --tile; DFWB 416, SIDD 384, GoPro 256)")
-    tl.add_argument("--tile-min", type=int, default=0,
+    tl.add_argument("--tile-min", type=int,
                     help="only tile images whose sides both exceed this (DFWB: 800; smaller ones stay whole)")
-    tl.add_argument("--crops-per-image", type=int, default=0,
+    tl.add_argument("--crops-per-image", type=int,
                     help="instead of a grid: this many seeded random --tile crops per image")
     o = p.add_argument_group("output")
     o.add_argument("--bit-depth", choices=("auto", "8", "16"), default="auto",
@@ -342,6 +386,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(args) -> None:
+    tiling = ("tile", "stride", "tile_min", "crops_per_image")
+    args.user_tiling = any(getattr(args, k) is not None for k in tiling)
+    for k in tiling:
+        setattr(args, k, getattr(args, k) or 0)
+    if args.dataset and not args.task:
+        from .datasets import recipe
+
+        args.task = recipe(args.dataset[0][0]).task
+    if not args.task:
+        raise UserError("--task is required (denoise, deblur or derain) unless --dataset gives it")
+    if not args.out and not args.dry_run:
+        raise UserError("--out is required (or --dry-run to only list what would be written)")
+    if args.dataset and args.corpus:
+        raise UserError("--dataset cannot be combined with --corpus")
     if args.task not in TASKS:
         raise UserError(f"unknown task {args.task!r} (choose {', '.join(TASKS)})")
     if args.syn_on_the_fly and args.task != "denoise":
@@ -387,7 +445,9 @@ def prepare_out(out: str, overwrite: bool) -> None:
 def write(args) -> dict:
     """Validate, plan, write every stream, then the manifest. Returns the manifest."""
     check_args(args)
-    jobs = plan_corpus(args) if args.corpus else plan_user(args)
+    jobs = plan_corpus(args) if args.corpus else plan_datasets(args)
+    if args.dry_run:
+        return dry_run(args, jobs)
     created = not os.path.exists(args.out)
     prepare_out(args.out, args.overwrite)
     produce = corpus_samples if args.corpus else user_samples
@@ -427,6 +487,24 @@ def write(args) -> dict:
     if not args.quiet:
         print(f"wrote {os.path.join(args.out, MANIFEST)}", file=sys.stderr)
     return man
+
+
+def dry_run(args, jobs: dict[str, list[Job]]) -> dict:
+    """What `write` would do, without creating --out: printed to stdout and returned as {stream: lines}."""
+    if args.corpus:
+        raise UserError("--dry-run lists user folders and --dataset inputs; --corpus photos are listed by daa-photos")
+
+    def encode(sources: dict, tiling: dict) -> int:
+        job = Job("syn" if "gt.png" in sources else next(iter(sources))[:-4], 0, sources, tiling)
+        for images, meta in user_samples(args, job):
+            return len(make_sample("k", images, meta, args.compress_level)["json"]) + sum(
+                len(encode_png(a, args.compress_level)) for a in images.values())
+        return 0
+
+    tilings = {name: tiling_of(args, js[0].tiling) for name, js in jobs.items()}
+    lines = selection.report(jobs, tilings, args.maxcount, args.maxsize, args.compress_level, encode)
+    print("\n".join([f"dry run, task {args.task}: nothing written"] + lines))
+    return {"dry_run": True, "lines": lines}
 
 
 def main(argv: list[str] | None = None) -> int:
