@@ -249,6 +249,7 @@ def add_jobs(args, jobs: dict, make_job) -> dict:
     one."""
     from .selection import check_degraded
 
+    args.dataset_notes = {}
     for name, root in args.dataset or []:
         r = recipe(name)
         if r.task != args.task:
@@ -264,6 +265,8 @@ def add_jobs(args, jobs: dict, make_job) -> dict:
                                args.allow_gt_names)
             tiling = None if args.user_tiling else r.tiling.get(stream, {"tile": 0, "stride": 0, "tile_min": 0})
             jobs[stream] = [make_job(stream, i, s, tiling) for i, (_, s) in enumerate(items)]
+            if stream in r.published:
+                args.dataset_notes[stream] = f"; {name} documents {r.published[stream]}"
     return jobs
 
 

@@ -146,14 +146,14 @@ def tiling_rule(t: dict) -> str:
     return f"{t['tile']}² tiles, stride {t['stride'] or t['tile']}, last tile flush with the border{small}"
 
 
-def report(jobs: dict, tilings: dict, maxcount: int, maxsize: float, level: int, encode) -> list[str]:
+def report(jobs: dict, tilings: dict, maxcount: int, maxsize: float, encode, notes: dict) -> list[str]:
     """The dry-run lines: per stream, files, three examples, the tiling rule and the tiles it gives (headers are read
     only when the rule depends on the image size), and shards estimated from up to three encoded example tiles."""
     lines = []
     for name, js in jobs.items():
         t = tilings[name]
         first = [j.sources for j in js[:3]]
-        lines.append(f"{name}: {len(js)} files ({', '.join(sorted(js[0].sources))} per sample)")
+        lines.append(f"{name}: {len(js)} files ({', '.join(sorted(js[0].sources))} per sample){notes.get(name, '')}")
         for s in first:
             lines.append("  e.g. " + "  +  ".join(f"{m}={p}" for m, p in sorted(s.items())))
         sized = bool(t["tile"])

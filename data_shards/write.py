@@ -502,7 +502,7 @@ def dry_run(args, jobs: dict[str, list[Job]]) -> dict:
         return 0
 
     tilings = {name: tiling_of(args, js[0].tiling) for name, js in jobs.items()}
-    lines = selection.report(jobs, tilings, args.maxcount, args.maxsize, args.compress_level, encode)
+    lines = selection.report(jobs, tilings, args.maxcount, args.maxsize, encode, getattr(args, "dataset_notes", {}))
     print("\n".join([f"dry run, task {args.task}: nothing written"] + lines))
     return {"dry_run": True, "lines": lines}
 
