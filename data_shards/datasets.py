@@ -107,7 +107,8 @@ def dfwb(root: str) -> dict[str, list[Item]]:
         d = _need_dir(os.path.join(root, s), "dfwb", f"one of {', '.join(DFWB_SETS)}, as generate_patches_dfwb.py")
         got = [p for p in _images(d) if p.lower().endswith((".png", ".jpg", ".bmp"))]
         if not got:
-            raise UserError(f"--dataset dfwb: no .png/.jpg/.bmp images in {d}")
+            raise UserError(f"--dataset dfwb: no .png/.jpg/.bmp images directly in {d} (generate_patches_dfwb.py "
+                            "reads <set>/*.png; move a nested HR folder's images up)")
         files += got
     return {"syn": [(_rel(root, p), {"gt.png": p}) for p in files]}
 
@@ -156,7 +157,7 @@ def _realblur(kind: str) -> tuple[Callable, Callable]:
     def lst(root: str, split: str) -> list[tuple[str, str]]:
         # RealBlur's lists give "<gt path> <blurred path>" per line, relative to ROOT
         name = f"realblur-{kind.lower()}"
-        return read_pair_list(os.path.join(root, f"RealBlur_{kind}_{split}_list.txt"), root, 1, name)
+        return read_pair_list(os.path.join(root, f"RealBlur_{kind}_{split}_list.txt"), root, 1, name, split == "test")
 
     def collect(root: str) -> dict[str, list[Item]]:
         return {"real": [(_rel(root, b), {"real.png": b}) for b, _ in lst(root, "train")]}
@@ -174,8 +175,8 @@ def _realblur(kind: str) -> tuple[Callable, Callable]:
     return collect, test
 
 
-def _spa_pairs(root: str, list_name: str) -> list[tuple[str, str]]:
-    return read_pair_list(os.path.join(root, list_name), root, 0, "spa")
+def _spa_pairs(root: str, list_name: str, pairs: bool = True) -> list[tuple[str, str]]:
+    return read_pair_list(os.path.join(root, list_name), root, 0, "spa", pairs)
 
 
 def spa(root: str) -> dict[str, list[Item]]:
@@ -189,7 +190,7 @@ def spa(root: str) -> dict[str, list[Item]]:
     ("<rainy> <clean>", paths with a leading '/' relative to ROOT, as SPANet's TestDataset prefixes '.'), 1000 pairs."""
     lst = os.path.join(root, "real_world.txt")
     if os.path.isfile(lst):
-        files = [r for r, _ in _spa_pairs(root, "real_world.txt")]
+        files = [r for r, _ in _spa_pairs(root, "real_world.txt", pairs=False)]
     else:
         sub = next((os.path.join(root, d) for d in ("real_world", "input") if os.path.isdir(os.path.join(root, d))),
                    None)

@@ -84,9 +84,10 @@ def degraded_inputs(args, spec: str, flag: str) -> list[tuple[str, str]]:
     return [(k, p) for _, k, p in kept]
 
 
-def read_pair_list(path: str, root: str, degraded_col: int, name: str) -> list[tuple[str, str]]:
+def read_pair_list(path: str, root: str, degraded_col: int, name: str, pairs: bool = True) -> list[tuple[str, str]]:
     """(degraded path, gt path) from a published two-column list (one pair per line, paths relative to `root`; a
-    leading '/' or './' is taken as relative to root, as SPA-Data's own loader does). Missing files are errors."""
+    leading '/' or './' is taken as relative to root, as SPA-Data's own loader does). A missing file is an error;
+    with pairs=False (training lists, whose clean side is not used) only the degraded column is checked."""
     if not os.path.isfile(path):
         raise UserError(f"{name}: list file not found: {path}")
     out = []
@@ -98,7 +99,7 @@ def read_pair_list(path: str, root: str, degraded_col: int, name: str) -> list[t
             if len(parts) < 2:
                 raise UserError(f"{name}: {path} line {n}: expected two paths (degraded and ground truth)")
             cols = [_under(root, p) for p in parts[:2]]
-            for c in cols:
+            for c in cols if pairs else cols[degraded_col:degraded_col + 1]:
                 if not os.path.isfile(c):
                     raise UserError(f"{name}: {path} line {n} names a missing file: {c}")
             out.append((cols[degraded_col], cols[1 - degraded_col]))
