@@ -490,7 +490,7 @@ def write(args) -> dict:
 
 
 def dry_run(args, jobs: dict[str, list[Job]]) -> dict:
-    """What `write` would do, without creating --out: printed to stdout and returned as {stream: lines}."""
+    """What `write` would do, without creating --out: printed to stdout, and returned as {"dry_run", "lines"}."""
     if args.corpus:
         raise UserError("--dry-run lists user folders and --dataset inputs; --corpus photos are listed by daa-photos")
 
