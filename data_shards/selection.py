@@ -43,7 +43,7 @@ def check_degraded(flag: str, items: list[tuple[str, str]], allow: bool) -> None
         rel, p, m = hits[0]
         raise UserError(f"{flag}: {p} looks like a ground truth ({m!r} in its path; {len(hits)} of {len(items)} files "
                         f"do): a degraded stream must not hold clean images. Point {flag} at the degraded files, drop "
-                        f"them with --exclude '*{m}*', or pass {ALLOW_FLAG} to include them on purpose")
+                        f"them with --exclude '*{m.split()[0]}*', or pass {ALLOW_FLAG} to include them on purpose")
 
 
 def rel_to(spec: str, path: str) -> str:
