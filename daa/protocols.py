@@ -5,7 +5,7 @@
   float predictions as they are (not rounded; uint8 blocks are divided by 255, as `im2single` does), each block
   with MATLAB's `psnr` (peak 1) and `ssim` on the whole 256×256×3 array — a volume to MATLAB, see
   `daa.metrics.ssim_matlab` — and the 1280 values averaged. A second SSIM column, `ssim_ch`, is the per-channel
-  2-D SSIM of the blocks rounded to uint8 (scikit-image, the value this module reported before); it does not
+  2-D SSIM of the blocks rounded to uint8 (scikit-image), for comparison with per-channel figures; it does not
   compare with the paper. Float blocks outside [0, 1] are refused: the official predictions are clamped to it.
 - **realblur**: RealBlur's evaluation — each prediction is aligned to its ground truth before scoring, because the
   captured pairs are not pixel-aligned: the prediction's intensity is matched to the ground truth by a least-squares
