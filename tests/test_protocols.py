@@ -4,7 +4,6 @@ shift, pair by pair, with non-converged alignments counted, the Y-channel protoc
 from __future__ import annotations
 
 import csv
-import gc
 import weakref
 
 import numpy as np
@@ -83,7 +82,7 @@ def test_matlab_ssim_is_volumetric_and_matches_an_independent_implementation():
 
 @pytest.mark.parametrize("save", [_save_v5, _save_v73])
 def test_sidd_blocks_both_formats(tmp_path, save):
-    gt = _blocks(0)
+    gt = _blocks(0, (2, 2, 24, 24, 3))
     save(tmp_path / "gt.mat", "ValidationGtBlocksSrgb", gt)
     np.testing.assert_array_equal(load_blocks(tmp_path / "gt.mat"), gt)
     pred = _noisy(gt)
@@ -92,14 +91,14 @@ def test_sidd_blocks_both_formats(tmp_path, save):
     # as eva_denoise.m: per block on the unrounded floats against im2single(gt), averaged
     p64, g64 = pred.astype(np.float64), gt / 255.0
     mse = ((p64 - g64) ** 2).mean(axis=(2, 3, 4))
-    assert r["blocks"] == 6 and r["psnr"] == pytest.approx(float(np.mean(10 * np.log10(1 / mse))), abs=1e-6)
+    assert r["blocks"] == 4 and r["psnr"] == pytest.approx(float(np.mean(10 * np.log10(1 / mse))), abs=1e-6)
     rounded = ((np.round(p64 * 255) - gt) ** 2).mean(axis=(2, 3, 4))
     assert abs(r["psnr"] - float(np.mean(10 * np.log10(255 ** 2 / rounded)))) > 1e-4  # rounding would show
-    ref = np.mean([_matlab_ssim_reference(p64[i, k], g64[i, k]) for i in range(2) for k in range(3)])
+    ref = np.mean([_matlab_ssim_reference(p64[i, k], g64[i, k]) for i in range(2) for k in range(2)])
     assert r["ssim"] == pytest.approx(ref, abs=1e-6)
     ch = np.mean([structural_similarity(np.round(p64[i, k] * 255), gt[i, k].astype(float), data_range=255,
                                         channel_axis=-1, gaussian_weights=True, sigma=1.5,
-                                        use_sample_covariance=False) for i in range(2) for k in range(3)])
+                                        use_sample_covariance=False) for i in range(2) for k in range(2)])
     assert r["ssim_ch"] == pytest.approx(ch, abs=1e-9)
     assert score_sidd(gt, gt)["psnr"] == 100.0 and score_sidd(gt, gt)["ssim"] == pytest.approx(1.0)
 
@@ -200,7 +199,7 @@ def _write_pairs(tmp_path, n, scene_seed=3):
 
 def test_realblur_scores_pair_by_pair(tmp_path, monkeypatch):
     """Each pair is read, scored and released before the next is read: memory bounded by one pair."""
-    _write_pairs(tmp_path, 4)
+    _write_pairs(tmp_path, 3)
     reads, seen, live = [0], [], []
     real_read, real_score = evaluate_cli.read_image, protocols.score_realblur
 
@@ -208,8 +207,7 @@ def test_realblur_scores_pair_by_pair(tmp_path, monkeypatch):
         reads[0] += 1
         return real_read(path)
 
-    def watching_score(pred, gt, warp):
-        gc.collect()
+    def watching_score(pred, gt, warp):  # numpy frees on the last reference: no gc pass needed
         seen.append(reads[0])
         live.append(sum(r() is not None for r in refs))  # arrays of earlier pairs still alive
         refs.extend([weakref.ref(pred), weakref.ref(gt)])
@@ -219,7 +217,7 @@ def test_realblur_scores_pair_by_pair(tmp_path, monkeypatch):
     monkeypatch.setattr(evaluate_cli, "read_image", counting_read)
     monkeypatch.setattr(protocols, "score_realblur", watching_score)
     rows = evaluate_cli.evaluate_realblur(str(tmp_path / "pred"), str(tmp_path / "gt"), "translation")
-    assert len(rows) == 4 and seen == [2, 4, 6, 8] and live == [0, 0, 0, 0]
+    assert len(rows) == 3 and seen == [2, 4, 6] and live == [0, 0, 0]
 
 
 def test_realblur_counts_alignments_that_do_not_converge(tmp_path, capsys):
