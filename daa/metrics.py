@@ -7,11 +7,13 @@ and deraining tasks train in [−1, 1]). Images are clamped to the range, mapped
 - Y: Y = 16 + 65.481·R + 128.553·G + 24.966·B (range 16–235 in 8-bit units, as the deraining protocol, spec §6),
   PSNR with peak 255 and SSIM with data_range 255 on that channel.
 Batches give one value per image (a float64 numpy array).
+`ssim_matlab` is MATLAB's `ssim` (a 3-D array scored as a volume), for protocols scored with MATLAB.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 Range = tuple[float, float]
@@ -84,3 +86,37 @@ def ssim_y(pred, target, value_range: Range = (0.0, 1.0)) -> np.ndarray:
 def all_metrics(pred, target, value_range: Range = (0.0, 1.0)) -> dict[str, float]:
     """Batch means of psnr, ssim, psnr_y, ssim_y."""
     return {f.__name__: float(np.mean(f(pred, target, value_range))) for f in (psnr, ssim, psnr_y, ssim_y)}
+
+
+def ssim_matlab(a: np.ndarray, ref: np.ndarray, data_range: float = 1.0, radius: float = 1.5) -> float:
+    """SSIM as MATLAB's `ssim(A, ref)` computes it with its defaults, for a 2-D image or a 3-D array.
+
+    MATLAB treats an H×W×3 array as a volume, not as three channels: its default `DataFormat` is all-spatial
+    ("SSS"), so the Gaussian window spans the colour axis too (`DataFormat="SSC"` would give the per-channel
+    mean instead; MATLAB Answers 2142916, R2023b). Each choice below is that of MATLAB's `ssim.m`
+    (Image Processing Toolbox, 2013-2017 source, and the `ssim` reference page):
+    - window: Gaussian with standard deviation `Radius` = 1.5, `filtRadius = ceil(3*Radius)` = 5, so
+      `FilterSize = 2*filtRadius+1` = 11 along every axis; `imgaussfilt` for a matrix, `imgaussfilt3` otherwise
+      (the normalised isotropic 3-D Gaussian, which is the product of three normalised 1-D ones);
+    - padding: `'replicate'` (scipy's mode "nearest"), and the map is averaged over every voxel, border included
+      (`ssimval = mean(ssimmap(:))`; no crop, unlike scikit-image);
+    - constants: `RegularizationConstants` = [(0.01·L)², (0.03·L)², (0.03·L)²/2] with L = `DynamicRange`
+      (1 for single/double input, 255 for uint8: `diff(getrangefromclass(A))`); with C3 = C2/2 and
+      `Exponents` = [1 1 1] MATLAB uses the simplified form (Wang et al. 2004, eq. 13) coded here;
+    - statistics: Gaussian-weighted means, σ² = G*(x²) − μ² (population form).
+    MATLAB computes in single precision for single input; this is float64 (the means differ by ~1e-7)."""
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(ref, dtype=np.float64)
+    if x.shape != y.shape or x.ndim not in (2, 3):
+        raise ValueError(f"ssim_matlab expects two 2-D or 3-D arrays of one shape, got {x.shape} and {y.shape}")
+    r = int(np.ceil(3 * radius))
+
+    def g(v):
+        return ndimage.gaussian_filter(v, radius, mode="nearest", radius=r)
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mx, my = g(x), g(y)
+    mxy, mx2, my2 = mx * my, mx * mx, my * my
+    sx2, sy2, sxy = g(x * x) - mx2, g(y * y) - my2, g(x * y) - mxy
+    smap = (2 * mxy + c1) * (2 * sxy + c2) / ((mx2 + my2 + c1) * (sx2 + sy2 + c2))
+    return float(smap.mean())

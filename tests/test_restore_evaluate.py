@@ -96,3 +96,30 @@ def test_evaluate_cli(tmp_path, capsys):
     write_png(gt / "y.png", a)
     assert evaluate_cli.main(["--pred", str(pred), "--gt", str(gt)]) == 2
     assert "no prediction" in capsys.readouterr().err
+
+
+def test_evaluate_sidd_restores_blocks_with_weights(tmp_path, weights, capsys):
+    """--protocol sidd --weights W --input NOISY.mat scores x + R(x) on the blocks, unrounded; without --input it is
+    a one-line error, not a traceback."""
+    from scipy.io import savemat
+
+    from daa.protocols import score_sidd
+
+    rng = np.random.default_rng(0)
+    gt = rng.integers(0, 256, (1, 2, 16, 16, 3), dtype=np.uint8)
+    noisy = np.clip(gt.astype(int) + rng.integers(-20, 21, gt.shape), 0, 255).astype(np.uint8)
+    savemat(str(tmp_path / "gt.mat"), {"ValidationGtBlocksSrgb": gt})
+    savemat(str(tmp_path / "noisy.mat"), {"ValidationNoisyBlocksSrgb": noisy})
+    w = str(weights[0])
+    assert evaluate_cli.main(["--protocol", "sidd", "--weights", w, "--gt", str(tmp_path / "gt.mat")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--input" in err and err.count("\n") == 1
+    assert evaluate_cli.main(["--protocol", "sidd", "--weights", w, "--input", str(tmp_path / "noisy.mat"),
+                              "--gt", str(tmp_path / "gt.mat")]) == 0
+    out = capsys.readouterr().out
+    net, _ = load_restorer(weights[0])
+    x = torch.from_numpy(noisy[0].astype(np.float32) / 255).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        want = (x + net(x)).clamp(0, 1).permute(0, 2, 3, 1).numpy()[None]
+    r = score_sidd(want, gt)
+    assert f"2 blocks, PSNR {r['psnr']:.3f} dB, SSIM {r['ssim']:.4f}" in out and f"SSIM-ch {r['ssim_ch']:.4f}" in out
