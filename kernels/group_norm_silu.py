@@ -31,7 +31,7 @@ import triton
 import triton.language as tl
 
 from .dispatch import kernel_impl
-from .utils import _INTERPRET, acc_dtype
+from .utils import _INTERPRET, acc_dtype, contiguous
 
 
 @triton.jit
@@ -200,6 +200,7 @@ class GroupNormSiLUFunction(torch.autograd.Function):
         b, c = x.shape[:2]
         hw = math.prod(x.shape[2:])
         x, sx_b, sx_c, sx_hw = _flat(x)
+        weight, bias = contiguous(weight), contiguous(bias)  # the kernel indexes them by channel (stride 1)
         y = torch.empty_like(x)
         _, sy_b, sy_c, sy_hw = _strides(y)
         sc, sh = _as_bc(scale, b, c), _as_bc(shift, b, c)
