@@ -49,7 +49,7 @@ setup(
     ]},
     extras_require={
         "dev": ["pytest", "pytest-timeout", "ruff", "onnx", "onnxruntime"],  # ONNX: tests/test_export_onnx.py
-        "onnx": ["onnx", "onnxruntime", "onnxscript"],  # daa-export --onnx (onnxscript: --exporter dynamo)
+        "onnx": ["onnx", "onnxruntime"],  # daa-export --onnx, daa-restore --weights x.onnx
         "gpu": ["xformers"],
     },
 )

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from .models import build_restorer
 
 FORMAT = 1
-ONNX_OPSET = 18  # LayerNormalization is native from 17; 18 is what torch's newer (dynamo) exporter emits too
+ONNX_OPSET = 18  # the exported and tested one (ONNX Runtime ≥ 1.14 runs it); `daa-export --opset` picks another
 
 
 def save_restorer(path: str | os.PathLike, restorer: torch.nn.Module | dict[str, torch.Tensor],
@@ -84,35 +84,28 @@ class _Deployable(torch.nn.Module):
         return x + self.net.body(xp)[..., :h, :w]
 
 
-def export_onnx(net: torch.nn.Module, path: str | os.PathLike, meta: dict[str, Any], opset: int = ONNX_OPSET,
-                exporter: str = "torchscript") -> Path:
+def export_onnx(net: torch.nn.Module, path: str | os.PathLike, meta: dict[str, Any],
+                opset: int = ONNX_OPSET) -> Path:
     """Write `net` (a daa Restorer) as ONNX: input `x` (B, C, H, W) float32, output `restored`, batch/H/W dynamic.
 
-    exporter="torchscript" is torch's tracing exporter (seconds; deprecated in torch ≥ 2.9 but kept by 2.13);
-    "dynamo" is torch.export-based (minutes on 2 CPU cores for these networks). Atomic: temp file + rename."""
+    Through torch's TorchScript (tracing) exporter: seconds per network, and every restorer here exports with
+    dynamic H and W. torch 2.13's torch.export-based exporter (`dynamo=True`) took minutes per network on 2 CPU
+    cores and failed on restormer with dynamic H and W ("Cannot create Dim with inconsistent min=1, max=-oo").
+    Atomic: temp file + rename."""
     import onnx
 
     path = Path(path)
     model = _Deployable(net.to("cpu", torch.float32)).eval()
-    # batch 2 and H, W of neither 0/1 nor a multiple of the network's size multiple: torch.export specialises on
-    # 0/1-valued dims, and an example that needs padding exercises the pad
-    c = net.in_channels
-    example = torch.rand(2, c, 37, 45)
+    # an example size that is not a multiple of any network's size_multiple, so the traced graph holds the pad
+    example = torch.rand(2, net.in_channels, 37, 45)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    axes = {0: "batch", 2: "height", 3: "width"}
     with torch.no_grad(), warnings.catch_warnings():
-        if exporter == "torchscript":
-            axes = {0: "batch", 2: "height", 3: "width"}
-            warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export",
-                                    DeprecationWarning)  # chosen knowingly (see the docstring), not news to the user
-            torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=["x"],
-                              output_names=["restored"], dynamic_axes={"x": axes, "restored": axes})
-        elif exporter == "dynamo":
-            dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
-            torch.onnx.export(model, (example,), str(tmp), dynamo=True, opset_version=opset, input_names=["x"],
-                              output_names=["restored"], dynamic_shapes={"x": dims}, external_data=False)
-        else:
-            raise ValueError(f"exporter must be 'torchscript' or 'dynamo', got {exporter!r}")
+        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export",
+                                DeprecationWarning)  # chosen knowingly (see above), not news to the user
+        torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=["x"],
+                          output_names=["restored"], dynamic_axes={"x": axes, "restored": axes})
     proto = onnx.load(str(tmp))
     onnx.helper.set_model_props(proto, {"daa": json.dumps({"format": FORMAT, **meta, "onnx_opset": opset})})
     onnx.save(proto, str(tmp))
@@ -137,8 +130,6 @@ def main(argv=None) -> int:
     p.add_argument("--weights", required=True, help="restorer export, e.g. runs/x/export/restorer_ema.safetensors")
     p.add_argument("--onnx", required=True, help="output .onnx file")
     p.add_argument("--opset", type=int, default=ONNX_OPSET, help=f"ONNX opset (default {ONNX_OPSET})")
-    p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
-                   help="torch.onnx exporter (default torchscript: seconds; dynamo: torch.export, minutes on CPU)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     a = p.parse_args(argv)
     try:
@@ -152,7 +143,7 @@ def main(argv=None) -> int:
         except RuntimeError as e:  # same keys, other shapes: load_state_dict's RuntimeError
             raise ValueError(f"{a.weights}: weights do not match the restorer its metadata names "
                              f"({str(e).strip().splitlines()[-1].strip()[:160]})") from None
-        export_onnx(net, out, meta, a.opset, a.exporter)
+        export_onnx(net, out, meta, a.opset)
     except (FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
