@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 # CPU boxes must never pull a multi-GB CUDA build: pin the CPU wheel. GPU users: `make install TORCH=` with
 # nothing (keeps whatever torch the venv already has) or `TORCH="torch==X --index-url ..."`.
 TORCH ?= torch==2.13.0
-# Same triton the CUDA build of torch 2.13 pins, so CPU (interpreter) and GPU runs use one version.
+# Same triton the CUDA build of torch 2.13 pins, so CPU (interpreter) and GPU runs use one version; it must lie in
+# setup.py's triton range (tests/test_kernels_aot.py checks).
 TRITON ?= triton==3.7.1
 # SYSTEM_SITE=1 lets the venv see a cluster-provided torch (module load / conda) instead of installing one.
 SYSTEM_SITE ?= 0

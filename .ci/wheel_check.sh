@@ -17,6 +17,7 @@ if "$work/venv/bin/python" -c "import kernels.bench" 2>/dev/null; then echo "whe
 "$work/venv/bin/daa-train" --config demo --dry-run --set data.shards=synthetic > dry.txt
 grep -q "restorer: unet" dry.txt && grep -q '"zero_optimization"' dry.txt
 "$work/venv/bin/daa-restore" --help > /dev/null
+"$work/venv/bin/daa-export" --help > /dev/null
 "$work/venv/bin/daa-shards" --help > /dev/null
 "$work/venv/bin/python" -c "import daa, daa.config as c; assert 'site-packages' in c.CONFIG_DIR.as_posix(), c.CONFIG_DIR"
 echo "wheel check: ok ($(basename "$wheel") in a fresh venv, console scripts run from $work)"

@@ -1,5 +1,7 @@
 """Restore images with an exported restorer: `python -m daa.restore --weights W --input DIR --output DIR`.
 
+W is the safetensors export of training or its ONNX graph from `daa-export --onnx` (run with ONNX Runtime on CPU).
+
 Any size (large images are processed in overlapping tiles, blended with linear ramps), 8/16-bit PNG/JPEG in,
 PNG out at the input's bit depth. Only the restorer is used (spec §2.6); nothing is ever overwritten without
 --overwrite.
@@ -15,7 +17,36 @@ import torch
 
 from data_shards.imageio import ImageError, from_float01, list_images, read_image, to_float01, write_png
 
-from .export import load_restorer
+from .export import load_restorer, read_onnx_meta
+
+
+class OnnxRestorer:
+    """An ONNX export (`daa-export --onnx`) behind the residual contract of a Restorer: net(x) = R(x)."""
+
+    def __init__(self, path: str | Path):
+        import onnxruntime as ort
+
+        self.meta = read_onnx_meta(path)
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        xn = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        restored = self.session.run(["restored"], {"x": xn})[0]
+        return torch.from_numpy(restored).to(x) - x  # the graph returns x + R(x)
+
+
+def load_any(path: str, device: str):
+    """(net, meta) for a .onnx export (ONNX Runtime, CPU) or a safetensors export (PyTorch on `device`)."""
+    if str(path).endswith(".onnx"):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"weights file not found: {path}")
+        net = OnnxRestorer(path)
+        return net, net.meta
+    try:
+        return load_restorer(path, device)
+    except RuntimeError as e:  # same keys, other shapes (another width/depth): load_state_dict's RuntimeError
+        raise ValueError(f"{path}: weights do not match the restorer its metadata names "
+                         f"({str(e).strip().splitlines()[-1].strip()[:160]})") from None
 
 
 def _ramp(n: int, overlap: int, lo_edge: bool, hi_edge: bool) -> torch.Tensor:
@@ -61,8 +92,9 @@ def restore_image(net, img: torch.Tensor, tile: int = 512, overlap: int = 32) ->
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description="Restore images with a daa restorer export (safetensors).")
-    p.add_argument("--weights", required=True, help="restorer export, e.g. runs/x/export/restorer_ema.safetensors")
+    p = argparse.ArgumentParser(description="Restore images with a daa restorer export (safetensors or ONNX).")
+    p.add_argument("--weights", required=True, help="restorer export, e.g. runs/x/export/restorer_ema.safetensors, "
+                   "or its .onnx from daa-export (ONNX Runtime, CPU)")
     p.add_argument("--input", required=True, help="an image file or a folder of images")
     p.add_argument("--output", required=True, help="output folder (PNG files, same names)")
     p.add_argument("--tile", type=int, default=512, help="tile size for large images (default 512)")
@@ -73,11 +105,7 @@ def main(argv=None) -> int:
     try:
         if a.tile < 16 or a.overlap < 0 or 2 * a.overlap >= a.tile:
             raise ValueError(f"need --tile >= 16 and 0 <= --overlap < tile/2, got {a.tile}, {a.overlap}")
-        try:
-            net, meta = load_restorer(a.weights, a.device)
-        except RuntimeError as e:  # same keys, other shapes (another width/depth): load_state_dict's RuntimeError
-            raise ValueError(f"{a.weights}: weights do not match the restorer its metadata names "
-                             f"({str(e).strip().splitlines()[-1].strip()[:160]})") from None
+        net, meta = load_any(a.weights, a.device)
         lo, hi = meta["value_range"]
         files = list_images(a.input)
         out_dir = Path(a.output)

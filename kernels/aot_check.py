@@ -2,14 +2,20 @@
 
 The Triton interpreter (the CPU tests) runs kernels as NumPy and accepts code that the native compiler rejects: a
 type mismatch, an op a dtype lacks, a misused constexpr. A GPU slot is too short to find those out. This drives each
-op's launch wrapper on CPU tensors with the GPU launch settings (block sizes, warps), records every kernel launch
-instead of running it (argument types, constexpr values, num_warps), and compiles exactly those specialisations with
-`triton.compile` for the target (default sm_90: H100 / H200) through the ptxas in Triton's wheel, which also reports
-registers and spills per kernel. Needs Triton's NVIDIA backend (in the default Linux wheel); no GPU, no CUDA driver.
-Must run without TRITON_INTERPRET (the kernels must import as compilable JIT functions).
+op's launch wrapper on CPU tensors with the GPU launch settings (block sizes, warps) and the tensor layouts training
+produces, records every kernel launch instead of running it, and compiles each one as `JITFunction.run` would on the
+GPU: Triton's own binder (`create_function_from_signature`, `native_specialize_impl`) and `_pack_args` turn the real
+arguments into the signature, the constexprs (integer arguments equal to 1 become constants) and the attributes
+(pointers and integers divisible by 16 are marked `tt.divisibility=16`), and `triton.compile` builds that for the
+target (default sm_90: H100 / H200) through the ptxas in Triton's wheel, which also reports registers and spills per
+kernel. Needs Triton's NVIDIA backend (in the default Linux wheel); no GPU, no CUDA driver. Must run without
+TRITON_INTERPRET (the kernels must import as compilable JIT functions).
 
     python -m kernels.aot_check                # sm_90, a table; exit 1 if any kernel fails to compile
     python -m kernels.aot_check --arch 80      # A100
+
+Pointer alignment is read from the CPU tensors: the CPU allocator aligns to ≥ 64 bytes and the CUDA caching
+allocator to 512, so a view's data pointer is 16-byte divisible on both or on neither.
 """
 from __future__ import annotations
 
@@ -27,8 +33,6 @@ import triton
 import triton.language as tl
 
 MODULES = ("kernels.conditions", "kernels.noise_mse", "kernels.group_norm_silu", "kernels.bench.timing")
-_TYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.float64: "fp64",
-          torch.int32: "i32", torch.int64: "i64", torch.int8: "i8", torch.uint8: "u8", torch.bool: "i1"}
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -109,33 +113,26 @@ def _drive_group_norm_silu(gns, dt):
         for ss in (True, False):
             x = torch.zeros(2, c, s, s, dtype=dt, requires_grad=True)
             w, b = torch.ones(c, dtype=dt, requires_grad=True), torch.zeros(c, dtype=dt, requires_grad=True)
+            # the ResBlock's embedding: one (B, 2C) projection, chunked into scale and shift views
             e = torch.zeros(2, 2 * c, 1, 1, dtype=dt, requires_grad=True) if ss else None
             sc, sh = e.chunk(2, dim=1) if ss else (None, None)
-            gns.group_norm_silu(x, w, b, 32, 1e-5, sc, sh, impl="triton").float().sum().backward()
+            y = gns.group_norm_silu(x, w, b, 32, 1e-5, sc, sh, impl="triton")
+            y.backward(torch.ones_like(y))  # dy as training gives it: a dense NCHW gradient (the next conv's)
 
 
-def _spec(fn, args, kw):
-    """(signature, constexprs, options) of one recorded launch, as triton.compile takes them."""
-    names = fn.arg_names
-    bound = dict(zip(names, args))
-    bound.update({k: v for k, v in kw.items() if k in names})
-    options = {k: v for k, v in kw.items() if k not in names}
-    signature, constexprs = {}, {}
-    for i, (p, n) in enumerate(zip(fn.params, names)):
-        v = bound[n]
-        if p.is_constexpr or v is None:
-            signature[n], constexprs[(i,)] = "constexpr", v
-        elif isinstance(v, torch.Tensor):
-            signature[n] = "*" + _TYPES[v.dtype]
-        elif isinstance(v, bool):
-            signature[n] = "i1"
-        elif isinstance(v, int):
-            signature[n] = "i32" if -2 ** 31 <= v < 2 ** 31 else "i64"
-        elif isinstance(v, float):
-            signature[n] = "fp32"
-        else:
-            raise TypeError(f"{fn.__name__}: argument {n} of type {type(v).__name__} has no Triton type here")
-    return signature, constexprs, options
+def jit_specialisation(fn, args, kw, backend):
+    """(signature, constexprs, attrs, options) of one launch `fn[grid](*args, **kw)`, built by Triton's own code the
+    way `JITFunction.run` builds them before it compiles (binder → specialisation → `_pack_args`)."""
+    from triton import knobs
+    from triton.runtime.jit import create_function_from_signature
+
+    kw = dict(kw)
+    kw["debug"] = kw.get("debug", fn.debug) or knobs.runtime.debug
+    kw["instrumentation_mode"] = knobs.compilation.instrumentation_mode
+    binder = create_function_from_signature(fn.signature, fn.params, backend)
+    bound, specialization, options = binder(*args, **kw)
+    options, signature, constexprs, attrs = fn._pack_args(backend, kw, bound, specialization, options)
+    return signature, constexprs, attrs, options
 
 
 def _ptxas_info(ptx: str, arch: int) -> tuple[int | None, int | None]:
@@ -155,32 +152,38 @@ def _ptxas_info(ptx: str, arch: int) -> tuple[int | None, int | None]:
     return (int(regs.group(1)) if regs else None), (sum(spills) if spills else None)
 
 
-def _describe(signature, constexprs, fn) -> str:
+def _describe(signature, constexprs, attrs, fn) -> str:
+    """Pointer dtypes, the constexprs (kernel constexprs and arguments specialised to 1), and the arguments marked
+    16-divisible (`D:` list)."""
     ptrs = sorted({t[1:] for t in signature.values() if t.startswith("*")})
     cx = {fn.arg_names[i[0]]: v for i, v in constexprs.items() if v is not None}
     cx = {k: (v.name if isinstance(v, tl.dtype) else v) for k, v in cx.items()}
-    return f"ptr {'/'.join(ptrs)}; " + ", ".join(f"{k}={v}" for k, v in cx.items())
+    div = [fn.arg_names[i[0]] for i, a in attrs.items() if ["tt.divisibility", 16] in a]
+    return (f"ptr {'/'.join(ptrs)}; " + ", ".join(f"{k}={v}" for k, v in cx.items())
+            + f"; D: {','.join(div) if div else '-'}")
 
 
 def check(arch: int = 90) -> list[dict]:
     """Compile every distinct recorded launch for sm_<arch>; one result dict per specialisation."""
     from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
+    from triton.compiler import ASTSource, make_backend
 
+    target = GPUTarget("cuda", arch, 32)
+    backend = make_backend(target)
     seen, results = set(), []
     for fn, args, kw in _record_launches():
-        signature, constexprs, options = _spec(fn, args, kw)
+        signature, constexprs, attrs, options = jit_specialisation(fn, args, kw, backend)
         key = (fn.__name__, tuple(signature.items()), tuple(sorted((k, str(v)) for k, v in constexprs.items())),
-               tuple(sorted(options.items())))
+               tuple(sorted((k, str(v)) for k, v in attrs.items())), str(options))
         if key in seen:
             continue
         seen.add(key)
-        row = dict(kernel=f"{fn.__module__}.{fn.__name__}", spec=_describe(signature, constexprs, fn),
-                   warps=options.get("num_warps", 4), error=None, regs=None, spills=None)
+        row = dict(kernel=f"{fn.__module__}.{fn.__name__}", spec=_describe(signature, constexprs, attrs, fn),
+                   warps=options.num_warps, fp_fusion=options.enable_fp_fusion, error=None, regs=None, spills=None)
         t0 = time.perf_counter()
         try:
-            compiled = triton.compile(ASTSource(fn, signature, constexprs), target=GPUTarget("cuda", arch, 32),
-                                      options=options)
+            compiled = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target,
+                                      options=options.__dict__)
             row["regs"], row["spills"] = _ptxas_info(compiled.asm["ptx"], arch)
         except Exception as e:  # every failure is reported, not only the first
             row["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:300] if str(e).strip() else ''}"
@@ -192,6 +195,7 @@ def check(arch: int = 90) -> list[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arch", type=int, default=90, help="compute capability × 10 (default 90: H100/H200)")
+    ap.add_argument("--md", help="also write the table as markdown to this file (docs/benchmarks/aot_sm90.md)")
     args = ap.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         raise SystemExit("error: TRITON_INTERPRET=1 is set; the AOT check compiles the kernels, run it without it")
@@ -209,9 +213,32 @@ def main(argv=None) -> int:
     failed = [r for r in results if r["error"]]
     kernels = launch_kernels()
     missing = sorted(set(kernels) - {r["kernel"] for r in results})
-    print(f"# sm_{args.arch}: {len(results)} specialisations of {len(kernels)} kernels compiled, {len(failed)} failed"
-          + (f"; never launched by the drivers here: {', '.join(missing)}" if missing else ""))
+    summary = (f"# sm_{args.arch}: {len(results)} specialisations of {len(kernels)} kernels compiled, "
+               f"{len(failed)} failed" + (f"; never launched by the drivers here: {', '.join(missing)}"
+                                          if missing else ""))
+    print(summary, flush=True)
+    if args.md:
+        _write_md(args.md, results, args.arch, summary)
     return 1 if failed or missing else 0
+
+
+def _write_md(path: str, results: list[dict], arch: int, summary: str) -> None:
+    fusion = {r["fp_fusion"] for r in results}
+    fusion = ("on in every launch" if fusion == {True} else "off in every launch" if fusion == {False}
+              else "differs between launches (see the code)")
+    lines = [f"# Triton kernels compiled for sm_{arch} with the JIT's specialisation (`python -m kernels.aot_check "
+             f"--md {path}`)", "",
+             f"Triton {triton.__version__}, torch {torch.__version__}. {summary[2:]}. Specialisation: pointer dtypes; "
+             "constexprs (the kernel's own and every integer argument equal to 1); `D:` the arguments marked "
+             "16-divisible. Tensors as training lays them out: NCHW, contiguous gradients, the ResBlock's "
+             f"scale/shift as views of one (B, 2C) projection. FP fusion: {fusion}.", "",
+             "| kernel | warps | registers | spill bytes | specialisation |", "|---|---:|---:|---:|---|"]
+    for r in results:
+        regs = r["regs"] if r["regs"] is not None else (r["error"] or "-")
+        lines.append(f"| {r['kernel'].rsplit('.', 1)[1]} | {r['warps']} | {regs} | "
+                     f"{r['spills'] if r['spills'] is not None else '-'} | {r['spec']} |")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

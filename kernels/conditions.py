@@ -69,7 +69,7 @@ import triton.language as tl
 
 from .dispatch import kernel_impl
 from .noise_mse import regenerate_noise
-from .utils import acc_dtype, cdiv, contiguous, elementwise_settings, seed_arg
+from .utils import FP_FUSION, acc_dtype, cdiv, contiguous, elementwise_settings, seed_arg
 
 
 @triton.jit
@@ -241,6 +241,7 @@ def _build_conditions_fwd(y, x_s, x_r, r_s, r_r, alpha_bar, swap_pos, swap_neg, 
         y, x_s, x_r, r_s, r_r, y if noise is None else noise, 0 if seed is None else seed_arg(seed),
         contiguous(alpha_bar), mp, contiguous(swap_neg) if has_neg else mp, cond, ys, b, p,
         HAS_NEG=has_neg, SEEDED=noise is None, ACC=acc_dtype(out_dtype), BLOCK=block, num_warps=warps,
+        enable_fp_fusion=FP_FUSION,
     )
     return cond, ys
 
@@ -269,7 +270,7 @@ def _launch_bwd(grad_cond, grad_ys, alpha_bar, swap_pos, swap_neg, outs, b, p, n
         *(dummy if t is None else t for t in outs), b, p,
         HAS_GC=has_gc, HAS_GYS=has_gys, HAS_NEG=swap_neg is not None,
         NEED_Y=needs[0], NEED_XS=needs[1], NEED_XR=needs[2], NEED_RS=needs[3], NEED_RR=needs[4],
-        ACC=acc_dtype(acc), BLOCK=block, num_warps=warps,
+        ACC=acc_dtype(acc), BLOCK=block, num_warps=warps, enable_fp_fusion=FP_FUSION,
     )
     return outs
 

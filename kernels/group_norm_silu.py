@@ -31,7 +31,7 @@ import triton
 import triton.language as tl
 
 from .dispatch import kernel_impl
-from .utils import _INTERPRET, acc_dtype
+from .utils import _INTERPRET, FP_FUSION, acc_dtype, contiguous
 
 
 @triton.jit
@@ -200,6 +200,7 @@ class GroupNormSiLUFunction(torch.autograd.Function):
         b, c = x.shape[:2]
         hw = math.prod(x.shape[2:])
         x, sx_b, sx_c, sx_hw = _flat(x)
+        weight, bias = contiguous(weight), contiguous(bias)  # the kernel indexes them by channel (stride 1)
         y = torch.empty_like(x)
         _, sy_b, sy_c, sy_hw = _strides(y)
         sc, sh = _as_bc(scale, b, c), _as_bc(shift, b, c)
@@ -216,6 +217,7 @@ class GroupNormSiLUFunction(torch.autograd.Function):
             num_groups, c // num_groups, hw, sx_b, sx_c, sx_hw, sy_b, sy_c, sy_hw,
             sc.stride(0) if has_ss else 0, sc.stride(1) if has_ss else 0, float(eps),
             HAS_SS=has_ss, ACC=acc_dtype(x.dtype), CPG_P2=cpg_p2, BLOCK_HW=block_hw, num_warps=warps,
+            enable_fp_fusion=FP_FUSION,
         )
         ctx.save_for_backward(x, weight, bias, *((sc, sh) if has_ss else ()), mean, rstd)
         ctx.has_ss, ctx.num_groups = has_ss, num_groups
@@ -246,6 +248,7 @@ class GroupNormSiLUFunction(torch.autograd.Function):
             g, c // g, c, hw, sx_b, sx_c, sx_hw, sg_b, sg_c, sg_hw, sd_b, sd_c, sd_hw,
             sc.stride(0) if ctx.has_ss else 0, sc.stride(1) if ctx.has_ss else 0,
             HAS_SS=ctx.has_ss, ACC=acc_dtype(x.dtype), CPG_P2=cpg_p2, BLOCK_HW=block_hw, num_warps=warps,
+            enable_fp_fusion=FP_FUSION,
         )
         dw = dwp.sum(0).to(weight.dtype)
         db = dbp.sum(0).to(bias.dtype)

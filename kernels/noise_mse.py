@@ -32,7 +32,7 @@ import triton
 import triton.language as tl
 
 from .dispatch import kernel_impl
-from .utils import acc_dtype, cdiv, contiguous, elementwise_settings, seed_arg
+from .utils import FP_FUSION, acc_dtype, cdiv, contiguous, elementwise_settings, seed_arg
 
 
 @triton.jit
@@ -107,7 +107,8 @@ def regenerate_noise_triton(seed: int, shape, device, dtype: torch.dtype = torch
     out = torch.empty(shape, device=device, dtype=dtype)
     n = out.numel()
     block, warps = elementwise_settings(n, out.device)
-    _regenerate_noise_kernel[(cdiv(n, block),)](out, seed_arg(seed), n, BLOCK=block, num_warps=warps)
+    _regenerate_noise_kernel[(cdiv(n, block),)](out, seed_arg(seed), n, BLOCK=block, num_warps=warps,
+                                                enable_fp_fusion=FP_FUSION)
     return out
 
 
@@ -120,7 +121,7 @@ def _noise_mse_fwd(eh, noise, seed, groups):
     seeded = noise is None
     _noise_mse_fwd_kernel[(n_prog,)](
         eh, eh if seeded else noise, seed_arg(seed) if seeded else 0, partial, n, n_prog,
-        G=groups, SEEDED=seeded, ACC=acc_dtype(eh.dtype), BLOCK=block, num_warps=warps,
+        G=groups, SEEDED=seeded, ACC=acc_dtype(eh.dtype), BLOCK=block, num_warps=warps, enable_fp_fusion=FP_FUSION,
     )
     return partial.sum(1).div_(n)
 
@@ -133,7 +134,7 @@ def _noise_mse_bwd(eh, noise, seed, groups, grad_d):
     gd = contiguous(grad_d.to(torch.float64 if eh.dtype == torch.float64 else torch.float32))
     _noise_mse_bwd_kernel[(cdiv(n, block),)](
         eh, eh if seeded else noise, seed_arg(seed) if seeded else 0, gd, grad, n,
-        G=groups, SEEDED=seeded, ACC=acc_dtype(eh.dtype), BLOCK=block, num_warps=warps,
+        G=groups, SEEDED=seeded, ACC=acc_dtype(eh.dtype), BLOCK=block, num_warps=warps, enable_fp_fusion=FP_FUSION,
     )
     return grad
 

@@ -98,6 +98,57 @@ def test_fp32_forward_and_every_gradient(shape, groups, layout, ss):
         _assert_close(g[k], g_ref[k], 2e-5 * max(1.0, scale), 1e-4, f"d{k}")
 
 
+MULTI_TILE = [  # (shape, groups, tile elements, layout): 4, 5 (the last one partial) and 2 tiles of BLOCK_HW a group
+    ((2, 8, 8, 8), 4, 32, "contiguous"),  # few groups: the interpreter's cost is per program and loop iteration
+    ((3, 16, 5, 7), 4, 32, "channels_last"),
+    ((2, 12, 4, 4), 4, 32, "contiguous"),
+]
+
+
+@pytest.mark.parametrize("shape,groups,tile,layout", MULTI_TILE,
+                         ids=[f"{'x'.join(map(str, s))}-tile{t}-{lay}" for s, _, t, lay in MULTI_TILE])
+def test_several_tiles_per_group(monkeypatch, shape, groups, tile, layout):
+    """The loops over [BLOCK_HW, CPG] tiles that every GPU launch runs (the CPU default is one tile per group):
+    a small tile forces several iterations of each pass, forward and backward."""
+    import kernels.group_norm_silu as gns
+
+    monkeypatch.setattr(gns, "_INTERPRET_TILE", tile)
+    monkeypatch.setattr(gns, "_GPU_TILE", tile)
+    hw = shape[2] * shape[3]
+    _, block_hw, _ = gns._tiles(shape[1] // groups, hw, torch.device(DEVICE))
+    assert -(-hw // block_hw) >= 2, (hw, block_hw)
+    leaves = _inputs(shape, groups, torch.float32, True, layout)
+    ref_leaves = {k: v.detach().clone().requires_grad_(True) for k, v in leaves.items()}
+    y = _call(_triton, leaves, groups, layout)
+    y_ref = _call(group_norm_silu_reference, ref_leaves, groups, layout)
+    _assert_close(y, y_ref, *TOL[torch.float32], "y")
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(3)).to(DEVICE)
+    g, g_ref = _grads(leaves, y, gy, layout), _grads(ref_leaves, y_ref, gy, layout)
+    for k in g:
+        scale = g_ref[k].abs().max().item()
+        _assert_close(g[k], g_ref[k], 2e-5 * max(1.0, scale), 1e-4, f"d{k}")
+
+
+def test_strided_weight_and_bias():
+    """weight and bias views with a stride other than 1 (every other element of a wider tensor) give the same
+    result and gradients as contiguous copies."""
+    leaves = _inputs((2, 64, 4, 4), 32, torch.float32, True, "contiguous")
+    wide = {k: torch.stack([leaves[k].detach(), torch.full_like(leaves[k], 7.0)], -1).flatten().requires_grad_(True)
+            for k in ("weight", "bias")}
+    strided = dict(leaves, weight=wide["weight"][::2], bias=wide["bias"][::2])
+    assert strided["weight"].stride() == (2,)
+    ref_leaves = {k: v.detach().clone().requires_grad_(True) for k, v in leaves.items()}
+    y = _call(_triton, strided, 32, "contiguous")
+    y_ref = _call(group_norm_silu_reference, ref_leaves, 32, "contiguous")
+    _assert_close(y, y_ref, *TOL[torch.float32], "y")
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(3)).to(DEVICE)
+    gw, gb = torch.autograd.grad(y, [wide["weight"], wide["bias"]], gy)
+    gw_ref, gb_ref = torch.autograd.grad(y_ref, [ref_leaves["weight"], ref_leaves["bias"]], gy)
+    assert not gw[1::2].any() and not gb[1::2].any()
+    _assert_close(gw[::2], gw_ref, 2e-5 * max(1.0, gw_ref.abs().max().item()), 1e-4, "dweight")
+    _assert_close(gb[::2], gb_ref, 2e-5 * max(1.0, gb_ref.abs().max().item()), 1e-4, "dbias")
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 def test_16bit_against_fp64_gold(dtype):
     shape, groups = (2, 64, 8, 8), 32
