@@ -26,14 +26,13 @@ import math
 import torch
 
 from .objective import DAAObjective, StepDraws
+from .probe_batches import quartile_batches, smoothing_direction
 
 VARIANTS = ("clean − restored", "blur(restored) − restored", "blur(clean) − clean", "input − restored",
             "synthetic: clean − restored")
 
 
 def _blur(y: torch.Tensor) -> torch.Tensor:
-    from .diagnose import smoothing_direction
-
     return y + smoothing_direction(y)
 
 
@@ -48,7 +47,8 @@ def preference_batch(obj: DAAObjective, x_s: torch.Tensor, y_s: torch.Tensor, x_
 
     def loss(real_out: torch.Tensor, syn_out: torch.Tensor | None = None) -> float:
         rs = r_s if syn_out is None else syn_out - x_s
-        return alpha * float(obj.loss_from_residuals(batch, rs, real_out - x_r, 1.0, draws)["noise"])
+        out = obj.loss_from_residuals(batch, rs, real_out - x_r, alpha, draws)
+        return float(out["loss"] - out["pix"])  # α·L_noise
 
     y_hat_r = x_r + r_r
     base = loss(y_hat_r)
@@ -65,9 +65,7 @@ def preference_batch(obj: DAAObjective, x_s: torch.Tensor, y_s: torch.Tensor, x_
 def run_preferences(obj: DAAObjective, pairs: dict[str, torch.Tensor], alpha: float, batches: int, batch: int,
                     seed: int = 0) -> dict[str, dict]:
     """Per t-quartile and 'all': {'loss': mean α·L_noise as trained, variant: (mean %, standard error %)}, on the
-    crops and draws daa.diagnose's gradient table reads (diagnose.quartile_batches, same seed)."""
-    from .diagnose import quartile_batches
-
+    crops and draws daa.diagnose's gradient table reads (probe_batches.quartile_batches, same seed)."""
     out: dict[str, dict] = {}
     every: list[tuple[float, dict]] = []
     for label, group in quartile_batches(obj, pairs, batches, batch, seed):

@@ -40,11 +40,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from .condition_preference import run_preferences
 from .condition_preference import table_md as pref_table_md
-from .objective import DAAObjective, StepDraws, charbonnier
+from .objective import DAAObjective, StepDraws, alpha_at, charbonnier
+from .probe_batches import quartile_batches, smoothing_direction
 
 
 @dataclass
@@ -87,23 +87,6 @@ def _per_sample_cos(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(((a * b).sum(1)[ok] / (na[ok] * nb[ok])).mean())
 
 
-SMOOTH_SIGMA = 1.5
-"""Gaussian σ (px) of the smoothing direction; the same scale as the detail measurement of the DAA-mini report."""
-
-
-def smoothing_direction(y: torch.Tensor, sigma: float = SMOOTH_SIGMA) -> torch.Tensor:
-    """blur(y) − y for (N,C,H,W) images (separable Gaussian, reflect padding): the step that makes y smoother."""
-    r = int(math.ceil(3 * sigma))
-    x = torch.arange(-r, r + 1, dtype=y.dtype, device=y.device)
-    k = torch.exp(-x ** 2 / (2 * sigma ** 2))
-    k = k / k.sum()
-    c = y.shape[1]
-    b = F.pad(y, (r, r, r, r), mode="reflect")
-    b = F.conv2d(b, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    b = F.conv2d(b, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-    return b - y
-
-
 def _flat(grads) -> torch.Tensor:
     return torch.cat([g.reshape(-1) for g in grads])
 
@@ -118,10 +101,10 @@ def probe_batch(obj: DAAObjective, x_s: torch.Tensor, y_s: torch.Tensor, x_r: to
     r_s, r_r = obj.restore_pair(x_s, x_r)
     rs, rr = r_s.detach().requires_grad_(True), r_r.detach().requires_grad_(True)
     batch = {"x_s": x_s, "y_s": y_s, "x_r": x_r, **({"y_ref": y_ref} if y_ref is not None else {})}
-    out = obj.loss_from_residuals(batch, rs, rr, 1.0, draws)
+    out = obj.loss_from_residuals(batch, rs, rr, alpha, draws)
     eps = obj.cfg.charbonnier_eps
     pix = charbonnier(x_s + rs, y_s, eps)
-    noise = alpha * (out["loss"] - pix)  # loss = L_pix + 1·L_noise here
+    noise = out["loss"] - pix  # α·L_noise, with its graph (the objective's total is L_pix + α·L_noise)
     g_rs, g_rr = torch.autograd.grad(noise, [rs, rr], allow_unused=True, retain_graph=True)
     g_rs = torch.zeros_like(rs) if g_rs is None else g_rs
     g_rr = torch.zeros_like(rr) if g_rr is None else g_rr
@@ -151,25 +134,6 @@ def probe_batch(obj: DAAObjective, x_s: torch.Tensor, y_s: torch.Tensor, x_r: to
         norm_ratio=float(g_noise.norm() / max(float(g_src.norm()), 1e-30)))
 
 
-def quartile_draws(obj: DAAObjective, batch: int, shape, quartile: int, gen: torch.Generator) -> StepDraws:
-    """Draws as in training, with t uniform in the quartile `quartile` (0..3) of [t_min, t_max]."""
-    s = obj.schedule
-    lo, hi = s.cfg.t_min, s.t_max
-    edges = [lo + round(k * (hi - lo + 1) / 4) for k in range(5)]
-    t = torch.randint(edges[quartile], max(edges[quartile + 1], edges[quartile] + 1), (batch,), generator=gen)
-    g_lo, g_hi = s.gammas[t], s.gammas[t - 1]
-    u = torch.rand(batch, generator=gen, dtype=torch.float64)
-    gam = (g_lo + (g_hi - g_lo) * u if s.cfg.continuous else g_lo).float()
-    base = obj.draw(batch, shape, "cpu", gen, noise_generator=gen)
-    return StepDraws(gam, base.swap_pos, base.swap_neg, base.noise, t)
-
-
-def quartile_edges(obj: DAAObjective) -> list[tuple[int, int]]:
-    lo, hi = obj.schedule.cfg.t_min, obj.schedule.t_max
-    e = [lo + round(k * (hi - lo + 1) / 4) for k in range(5)]
-    return [(e[k], e[k + 1] - 1) for k in range(4)]
-
-
 def mean_probe(ps: list[Probe], grads: dict | None = None) -> Probe:
     """Mean of the per-batch statistics; with `grads` (summed over the batches), the parameter-space cosines and the
     norm ratio are those of the summed gradients: one batch's gradient is too noisy to say where training goes."""
@@ -183,23 +147,6 @@ def mean_probe(ps: list[Probe], grads: dict | None = None) -> Probe:
         out.delta_cos_total = _cos(gs + gn, go) - _cos(gs, go)
         out.norm_ratio = float(gn.norm() / max(float(gs.norm()), 1e-30))
     return out
-
-
-def quartile_batches(obj: DAAObjective, pairs: dict[str, torch.Tensor], batches: int, batch: int, seed: int = 0):
-    """Per t-quartile: (its label, `batches` batches as probe_batch arguments: x_s, y_s, x_r, y_r, draws, y_ref),
-    drawn from `pairs` (x_s, y_s, x_r, y_r crops, (N,3,P,P) in the networks' range; row i of the real and the
-    synthetic sets are different images). The same seed gives the same crops and draws to every table."""
-    gen = torch.Generator().manual_seed(seed)
-    n = len(pairs["x_r"])
-    for q, (a, b) in enumerate(quartile_edges(obj)):
-        out = []
-        for _ in range(batches):
-            i = torch.randint(0, n, (batch,), generator=gen)
-            j = torch.randint(0, len(pairs["x_s"]), (batch,), generator=gen)
-            d = quartile_draws(obj, batch, pairs["x_r"].shape[1:], q, gen)
-            out.append((pairs["x_s"][j], pairs["y_s"][j], pairs["x_r"][i], pairs["y_r"][i], d,
-                        pairs["y_s"][j.roll(1)] if obj.cfg.mode == "daa_ref" else None))
-        yield f"t {a}-{b}", out
 
 
 def run_probes(obj: DAAObjective, pairs: dict[str, torch.Tensor], alpha: float, batches: int, batch: int,
@@ -312,12 +259,11 @@ def main(argv=None) -> int:
             torch.set_num_threads(a.threads)
         if a.batches < 1 or a.batch < 1:
             raise ValueError("--batches and --batch must be >= 1")
-        from .objective import alpha_ramp
         from .training.evaluation import to_range
 
         cfg, obj, seen = load_run(a.run_dir, a.checkpoint)
         o = cfg.objective
-        alpha = a.alpha if a.alpha is not None else alpha_ramp(seen, o.alpha_max, o.alpha_ramp_images)
+        alpha = a.alpha if a.alpha is not None else alpha_at(seen, o, cooldown=False)
         patch = a.patch or cfg.data.patch_size
         gen = torch.Generator().manual_seed(a.seed)
         n = max(64, a.batch * a.batches)

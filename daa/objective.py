@@ -83,10 +83,13 @@ def alpha_ramp(images_seen: float, alpha_max: float = 0.2, ramp_images: float = 
     return alpha_max * (2.0 / (1.0 + math.exp(-5.0 * p)) - 1.0)
 
 
-def alpha_at(images_seen: float, cfg: ObjectiveConfig) -> float:
-    """The α of a training step: the DANN ramp, times the cool-down factor when one is configured."""
+def alpha_at(images_seen: float, cfg: ObjectiveConfig, cooldown: bool = True) -> float:
+    """The α of a training step after `images_seen` images: the DANN ramp, times the cool-down factor when one is
+    configured. The one place α is computed: the trainer and the diagnostics call it. `cooldown=False` gives the
+    ramp's α alone: what the noise loss weighs while it acts, which the diagnostics read at a cooled-down
+    checkpoint."""
     alpha = alpha_ramp(images_seen, cfg.alpha_max, cfg.alpha_ramp_images)
-    if cfg.alpha_decay_images > 0:
+    if cooldown and cfg.alpha_decay_images > 0:
         alpha *= min(max(1.0 - (images_seen - cfg.alpha_decay_start_images) / cfg.alpha_decay_images, 0.0), 1.0)
     return alpha
 

@@ -12,9 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from daa.diagnose import probe_batch, run_probes, smoothing_direction
+from daa.diagnose import probe_batch, run_probes
 from daa.models import build_restorer
 from daa.objective import DAAObjective, ObjectiveConfig, StepDraws
+from daa.probe_batches import smoothing_direction
 
 
 class PullDenoiser(nn.Module):

@@ -131,6 +131,7 @@ def test_alpha_cool_down_scales_the_ramp_down_to_zero():
     assert alpha_at(250, cool) == pytest.approx(0.5 * alpha_ramp(250, 3.0, 300))
     assert alpha_at(300, cool) == 0.0 and alpha_at(10**6, cool) == 0.0
     assert alpha_at(10**6, plain) == pytest.approx(3 * (2 / (1 + math.exp(-5)) - 1))
+    assert alpha_at(300, cool, cooldown=False) == alpha_ramp(300, 3.0, 300) > 0  # the diagnostics' α
     with pytest.raises(ValueError, match="alpha_decay"):
         ObjectiveConfig(alpha_decay_images=-1)
 

@@ -37,7 +37,7 @@ SIGMA = 1.5
 
 def high_pass(x: torch.Tensor, sigma: float = SIGMA) -> torch.Tensor:
     """x − Gaussian(x), per channel, reflect-padded; x: (N, C, H, W): minus daa.diagnose's smoothing step."""
-    from daa.diagnose import smoothing_direction
+    from daa.probe_batches import smoothing_direction
 
     return -smoothing_direction(x, sigma)
 
