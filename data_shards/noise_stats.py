@@ -114,10 +114,10 @@ def flat_blocks(img: np.ndarray, block: int = 32, keep: float = 0.25) -> np.ndar
 
 
 def pair_stats(noisy: list[np.ndarray], clean: list[np.ndarray], name: str) -> NoiseStats:
-    from daa.metrics import psnr
+    from skimage.metrics import peak_signal_noise_ratio
 
     fields = [n.astype(np.float32) - c.astype(np.float32) for n, c in zip(noisy, clean)]
-    ps = [float(psnr(np.clip(n, 0, 1), c)[0])
+    ps = [float(peak_signal_noise_ratio(c.astype(np.float64), np.clip(n, 0, 1).astype(np.float64), data_range=1.0))
           for n, c in zip(noisy, clean)]
     return field_stats(fields, name, "pairs", float(np.mean(ps)))
 
