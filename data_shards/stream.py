@@ -61,8 +61,6 @@ from .imageio import to_float01 as to_float
 from .pngcrop import decode_crop, image_size
 from .shard_reader import STREAM_CODES, ShardReader
 
-STREAMS = ("syn", "real", "ref")
-"""Per-stream seed salts: the writer's tile draws and shuffles and the reader's shuffles (one definition)."""
 MANIFEST = "manifest.json"
 FORMAT = "daa-shards/1"
 

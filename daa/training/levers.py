@@ -28,11 +28,11 @@ COMPILE_BACKEND_ENV = "DAA_COMPILE_BACKEND"
 without minutes of C++ code generation."""
 
 
-def apply_levers(objective: nn.Module, channels_last: bool, compile_mode: str) -> nn.Module:
-    """Apply the layout and compile levers to a DAAObjective in place (before DeepSpeed wraps it)."""
+def apply_levers(objective: nn.Module, compile_mode: str) -> nn.Module:
+    """Apply the compile lever to a DAAObjective in place (before DeepSpeed wraps it). channels_last is applied to
+    the inputs only (to_layout): converting the parameters would break ZeRO's flat-buffer views."""
     if compile_mode not in COMPILE_MODES:
         raise ValueError(f"run.compile must be one of {', '.join(COMPILE_MODES)}, got {compile_mode!r}")
-    del channels_last  # inputs only (to_layout): converting the parameters would break ZeRO's flat-buffer views
     nets = [m for m in (objective.restorer, getattr(objective, "denoiser", None)) if m is not None]
     kw = {"backend": os.environ.get(COMPILE_BACKEND_ENV, "inductor")}
     if compile_mode == "networks":

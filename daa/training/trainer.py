@@ -86,7 +86,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
         torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
         self.objective = build_objective(cfg)
-        apply_levers(self.objective, cfg.run.channels_last, cfg.run.compile)
+        apply_levers(self.objective, cfg.run.compile)
         if torch.cuda.is_available() and not cfg.run.deterministic:
             torch.backends.cudnn.benchmark = cfg.run.cudnn_benchmark
         self.value_range = cfg.data.range()

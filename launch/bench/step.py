@@ -415,30 +415,29 @@ def main(argv=None) -> int:
          f"deepspeed {meta['deepspeed']}" + (f"  threads {meta['threads']}  OMP_WAIT_POLICY="
                                              f"{os.environ.get('OMP_WAIT_POLICY')}" if device.type == "cpu" else ""))
     n_rows = 0
-    if True:
-        emit(f"## joint training step: restorer {args.restorer} {args.restorer_args_dict or args.restorer_preset}, "
-             f"diffusion {args.diffusion_preset}, {args.size}x{args.size}, B in {args.batch}, warmup {args.warmup}, "
-             f"{args.steps} timed steps per variant (interleaved), alpha {ALPHA}; img/s = B / median step time")
-        if device.type == "cuda":
-            emit(f"# cuda: cudnn.allow_tf32={torch.backends.cudnn.allow_tf32} (fp32 convs run as TF32), "
-                 f"matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}; bf16 = bf16 weights/inputs + fp32 "
-                 f"master Adam")
-        phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-        start = time.monotonic()
-        rows = []
-        for i, phase in enumerate(phases):
-            left = args.budget_s - (time.monotonic() - start)
-            share = max(left / (len(phases) - i), 1.0)
-            if i == 0:
-                rows += run_phase(args, device, phase, share, emit)
-            else:
-                hard = args.max_wall_s - (time.monotonic() - _T0) if args.max_wall_s else None
-                rows += run_phase_subprocess(args, phase, share, hard, emit)
-        rows = [dict(meta, part="step", **r) for r in rows]
-        emit()
-        step_table(rows, emit)
-        step_verdict(rows, device, emit)
-        n_rows += log.append(rows)
+    emit(f"## joint training step: restorer {args.restorer} {args.restorer_args_dict or args.restorer_preset}, "
+         f"diffusion {args.diffusion_preset}, {args.size}x{args.size}, B in {args.batch}, warmup {args.warmup}, "
+         f"{args.steps} timed steps per variant (interleaved), alpha {ALPHA}; img/s = B / median step time")
+    if device.type == "cuda":
+        emit(f"# cuda: cudnn.allow_tf32={torch.backends.cudnn.allow_tf32} (fp32 convs run as TF32), "
+             f"matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}; bf16 = bf16 weights/inputs + fp32 "
+             f"master Adam")
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    start = time.monotonic()
+    rows = []
+    for i, phase in enumerate(phases):
+        left = args.budget_s - (time.monotonic() - start)
+        share = max(left / (len(phases) - i), 1.0)
+        if i == 0:
+            rows += run_phase(args, device, phase, share, emit)
+        else:
+            hard = args.max_wall_s - (time.monotonic() - _T0) if args.max_wall_s else None
+            rows += run_phase_subprocess(args, phase, share, hard, emit)
+    rows = [dict(meta, part="step", **r) for r in rows]
+    emit()
+    step_table(rows, emit)
+    step_verdict(rows, device, emit)
+    n_rows += log.append(rows)
     emit(f"# appended {n_rows} rows to {log.path}")
     return 0
 
