@@ -59,7 +59,7 @@ bench-step: install
 
 # the offline photo corpus (photos bundled in pip wheels + Debian wallpaper photos where apt works)
 data: install
-	$(PY) -m data_shards.photos --out .data/photos
+	$(PY) launch/studies/photo_corpus.py --out .data/photos
 
 # the main job: shards from the offline corpus, baseline vs DAA on 2 CPU ranks, a PSNR table and figures
 demo: install
@@ -96,7 +96,7 @@ TRAJECTORY_CAMDARK = --study camdark-r4-val --arm daa-a3-ema-dlr1e-4 --every 600
 # DAA-mini: the paper's claim at CPU scale (every study of the plan, ~14 h on 2 cores; resumable: a rerun
 # trains only what is missing). Tables and plots go to docs/results/; docs/RESULTS.md discusses them.
 reproduce: install
-	$(PY) -m data_shards.photos --out .data/photos
+	$(PY) launch/studies/photo_corpus.py --out .data/photos
 	$(PY) -m data_shards.noise_stats $(NOISE_STATS) --json docs/results/noise_stats.json > docs/results/noise_stats.md
 	$(PY) launch/studies/daa_mini.py --plan launch/studies/plans/daa_mini.yaml --report-dir docs/results
 	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMDARK_H) --md docs/results/detail.md
@@ -116,7 +116,7 @@ reproduce: install
 
 # only the test studies (and the runs they reuse): the verdict tables, written to runs/daa_mini/summary.md
 reproduce-verdicts: install
-	$(PY) -m data_shards.photos --out .data/photos
+	$(PY) launch/studies/photo_corpus.py --out .data/photos
 	$(PY) launch/studies/daa_mini.py --plan launch/studies/plans/daa_mini.yaml --studies rain,noise,noise-r2,camnoise-r3,camdark-r4,camdark-r5,camdark-r6,camdark-r7,camdark-r7-pooled
 
 reproduce-quick: install

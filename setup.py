@@ -44,7 +44,6 @@ setup(
         "daa-diagnose=daa.diagnose:main",
         "daa-shards=data_shards.write:main",
         "daa-valset=data_shards.valset:main",
-        "daa-photos=data_shards.photos:main",
         "daa-noise-stats=data_shards.noise_stats:main",
     ]},
     extras_require={

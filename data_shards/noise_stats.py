@@ -162,8 +162,8 @@ def _polyu(folder: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
 def synthetic_sets(photos: str, specs: list[str], crops: int, seed: int) -> list[tuple[str, list, list]]:
     """`name=task:domain[:key=value;...]` (values in JSON, or bare words such as profile=sidd) → (name, noisy, clean)
     over fixed 256² crops of the corpus's pool E."""
+    from .corpus import load_manifest
     from .degrade import degrade_pair
-    from .photos import load_manifest
 
     entries = [e for e in load_manifest(photos) if e.get("split") == "E"]
     if not entries:

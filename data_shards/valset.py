@@ -105,11 +105,11 @@ def _discard_images(out: str) -> None:
 def build_corpus_split(args) -> list[dict]:
     from .write import _corpus_api
 
-    photos, degrade = _corpus_api()
+    corpus, degrade = _corpus_api()
     if not os.path.isdir(args.corpus):
         raise UserError(f"--corpus: no such folder: {args.corpus}")
     try:
-        entries = photos.load_manifest(args.corpus)
+        entries = corpus.load_manifest(args.corpus)
     except Exception as e:  # noqa: BLE001
         raise UserError(f"--corpus: cannot load the photo manifest of {args.corpus}: {type(e).__name__}: {e}") from None
     pool = sorted((e for e in entries if corpus_split(e) == args.pool), key=lambda e: e["name"])
@@ -119,7 +119,7 @@ def build_corpus_split(args) -> list[dict]:
     for i, e in enumerate(pool):
         path = os.path.join(args.corpus, e["file"])
         try:
-            img = np.asarray(photos.load_photo(path), dtype=np.float32)
+            img = np.asarray(corpus.load_photo(path), dtype=np.float32)
         except Exception as ex:  # noqa: BLE001
             raise UserError(f"cannot read corpus photo {path}: {type(ex).__name__}: {ex}") from None
         if img.shape[0] < c or img.shape[1] < c:

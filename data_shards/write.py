@@ -12,7 +12,7 @@ Two sources, one output layout that `data_shards.stream` reads:
   `--dataset dfwb Downloads/ --dataset sidd-medium SIDD_Medium_Srgb/` picks each set's files by its published
   layout and tiles each stream by its official preparation. `--dry-run` (`--list`) prints per stream the file count,
   three example paths and the tiles they give, and writes nothing.
-- **The offline photo corpus** (`--corpus DIR --task T`, via `data_shards.photos` + `data_shards.degrade`): pool S
+- **The offline photo corpus** (`--corpus DIR --task T`, via `data_shards.corpus` + `data_shards.degrade`): pool S
   photos → syn+gt with the source degradation, pool U → real with the target degradation, pool S clean → ref.
   Pool E is the test split and is written by `python -m data_shards.valset`, never here. Every sample records the
   seed that made it.
@@ -177,7 +177,7 @@ def user_samples(args, job: Job) -> Iterator[tuple[dict, dict]]:
 
 
 def corpus_split(entry: dict) -> str | None:
-    """The S/U/E/V/F/G/H split of a corpus record. data_shards.photos stores it as "split" (its "pool" is the
+    """The S/U/E/V/F/G/H split of a corpus record. The corpus builder stores it as "split" (its "pool" is the
     photo's origin, P, D, O, G or H); a record with only "pool" in S/U/E/V is read the same way."""
     if entry.get("split") in ("F", "G", "H"):
         return entry["split"]
@@ -189,19 +189,19 @@ def corpus_split(entry: dict) -> str | None:
 
 def _corpus_api():
     try:
-        from . import degrade, photos
+        from . import corpus, degrade
     except ImportError as e:
-        raise UserError(f"--corpus needs data_shards.photos and data_shards.degrade: {e}") from None
-    return photos, degrade
+        raise UserError(f"--corpus needs data_shards.corpus and data_shards.degrade: {e}") from None
+    return corpus, degrade
 
 
 def corpus_samples(args, job: Job) -> Iterator[tuple[dict, dict]]:
     """(images by member, json meta) for one corpus photo: clean tiles, degraded with per-tile seeds."""
-    photos, degrade = _corpus_api()
+    corpus, degrade = _corpus_api()
     entry = job.sources["entry"]
     path = os.path.join(args.corpus, entry["file"])
     try:
-        img = np.asarray(photos.load_photo(path), dtype=np.float32)
+        img = np.asarray(corpus.load_photo(path), dtype=np.float32)
     except Exception as e:  # noqa: BLE001
         raise UserError(f"cannot read corpus photo {path}: {type(e).__name__}: {e}") from None
     depth = 8 if args.bit_depth == "auto" else int(args.bit_depth)
@@ -285,9 +285,9 @@ def plan_corpus(args) -> dict[str, list[Job]]:
         raise UserError("--corpus cannot be combined with --syn/--gt/--real/--ref")
     if not os.path.isdir(args.corpus):
         raise UserError(f"--corpus: no such folder: {args.corpus}")
-    photos, _ = _corpus_api()
+    corpus, _ = _corpus_api()
     try:
-        entries = photos.load_manifest(args.corpus)
+        entries = corpus.load_manifest(args.corpus)
     except Exception as e:  # noqa: BLE001
         raise UserError(f"--corpus: cannot load the photo manifest of {args.corpus}: {type(e).__name__}: {e}") from None
     pools = {p: sorted((e for e in entries if corpus_split(e) == p), key=lambda e: e["name"]) for p in "SU"}
@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="let --syn/--real hold files whose names mark them as ground truth (GT, clean, target, ...)")
     src.add_argument("--pair-by", choices=("stem", "index"), default="stem",
                      help="match --syn to --gt by relative path without extension (default) or sorted position")
-    src.add_argument("--corpus", help="offline photo corpus (data_shards.photos manifest): pools S and U")
+    src.add_argument("--corpus", help="offline photo corpus (data_shards.corpus manifest): pools S and U")
     src.add_argument("--no-ref", action="store_true", help="--corpus: do not write the ref stream")
     src.add_argument("--target-profile", default="default",
                      help="--corpus: named variant of the target degradation (data_shards.degrade.TARGET_PROFILES; "
@@ -492,7 +492,8 @@ def write(args) -> dict:
 def dry_run(args, jobs: dict[str, list[Job]]) -> dict:
     """What `write` would do, without creating --out: printed to stdout, and returned as {"dry_run", "lines"}."""
     if args.corpus:
-        raise UserError("--dry-run lists user folders and --dataset inputs; --corpus photos are listed by daa-photos")
+        raise UserError("--dry-run lists user folders and --dataset inputs; a --corpus names its photos in its "
+                        "manifest.json")
 
     def encode(sources: dict, tiling: dict) -> int:
         job = Job("syn" if "gt.png" in sources else next(iter(sources))[:-4], 0, sources, tiling)

@@ -89,7 +89,7 @@ def test_synthetic_sets_pair_with_the_camera_reference(monkeypatch, tmp_path):
     clean ones, and a noise-free degradation then measures no noise at all."""
     from PIL import Image
 
-    from data_shards import photos as photos_mod
+    from data_shards import corpus as photos_mod
 
     rng = np.random.default_rng(1)
     Image.fromarray(rng.integers(0, 256, (300, 300, 3)).astype(np.uint8)).save(tmp_path / "e.png")

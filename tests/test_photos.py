@@ -1,4 +1,5 @@
-"""data_shards.photos: the offline corpus builder with pool P only (no apt, no network) and the loader API."""
+"""launch/studies/photo_corpus.py: the offline corpus builder with pool P only (no apt, no network), and the
+corpus reader (data_shards.corpus)."""
 import json
 import os
 import subprocess
@@ -7,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from data_shards import photos
 from data_shards.write import corpus_split as write_corpus_split
+from launch.studies import photo_corpus as photos
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -59,7 +60,8 @@ def test_other_max_side_is_refused(corpus, capsys):
 
 def test_non_corpus_dir_is_refused_in_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    r = subprocess.run([sys.executable, "-m", "data_shards.photos", "--out", str(tmp_path), "--no-apt"],
+    script = os.path.join(ROOT, "launch", "studies", "photo_corpus.py")
+    r = subprocess.run([sys.executable, script, "--out", str(tmp_path), "--no-apt"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()

@@ -334,7 +334,7 @@ def _stub_corpus(tmp_path, monkeypatch, pools="SSSUUEE"):
     for i, pool in enumerate(pools):
         f = f"p{i}.png"
         Image.fromarray(_img(rng, 150, 170)).save(tmp_path / f)
-        # data_shards.photos keeps the S/U/E split in "split" ("pool" is the photo's origin); accept the brief's
+        # the corpus builder keeps the S/U/E split in "split" ("pool" is the photo's origin); accept the brief's
         # "pool" spelling too
         entries.append({"name": f"photo{i}", "file": f, **({"split": pool, "pool": "P"} if i % 2 else {"pool": pool})})
 

@@ -369,7 +369,7 @@ def main(argv=None) -> int:
     photos = data_root / "photos" if a.quick else data / "photos"
     t0 = time.time()
     if not a.report_only:
-        sh([sys.executable, "-m", "data_shards.photos", "--out", photos,
+        sh([sys.executable, str(Path(__file__).resolve().parent / "photo_corpus.py"), "--out", photos,
             *(["--no-apt", "--max-side", "256"] if a.quick else [])])
     cam = {st.task for st in studies if st.reference == "camera"}
     paths = {t: prepare_data(t, TASKS[t], data_root, photos, polyu, a.quick, SOURCE_TASK, camera_reference=t in cam)

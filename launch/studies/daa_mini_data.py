@@ -3,7 +3,7 @@ built once (a step is skipped when its manifest exists). Used by launch/studies/
 
 Splits (issue #12's protocol: every choice on the validation split, the test split scored once per final config):
 - corpus tasks: source pairs from pool S, unpaired target inputs from pool U (the oracle: their pairs), validation
-  crops from pool V, test crops from pool E (data_shards.photos; the four pools share no photo);
+  crops from pool V, test crops from pool E (photo_corpus.py; the four pools share no photo);
 - polyu: the PolyU scenes split three ways by sorted scene name (positions 0, 2 mod 4: unpaired real inputs and the
   oracle's pairs; 1 mod 4: test; 3 mod 4: validation). Its source-domain splits are a corpus denoising task's.
 """
@@ -86,9 +86,9 @@ def prepare_data(name: str, t: Task, data: Path, photos: Path, polyu: Path | Non
         if polyu is None:
             raise SystemExit("error: task polyu needs --polyu DIR (the PolyU real-noise pairs)")
         split = polyu_split(polyu)
-        from data_shards import photos as photos_mod
+        from data_shards.corpus import load_manifest
 
-        s_pool = [photos / e["file"] for e in photos_mod.load_manifest(str(photos)) if e.get("split") == "S"]
+        s_pool = [photos / e["file"] for e in load_manifest(str(photos)) if e.get("split") == "S"]
         lists = root / "lists"
         s_list = _write_list(lists / "s_clean.txt", s_pool)
         files = {f"{k}_{i}": _write_list(lists / f"{k}_{'real' if i == 0 else 'mean'}.txt", [p[i] for p in split[k]])
@@ -136,11 +136,11 @@ def prepare_data(name: str, t: Task, data: Path, photos: Path, polyu: Path | Non
                                         *cam, *few, *crops])
         # round 5 (docs/RESULTS.md, Amendment 5): the scored pool-E split joins validation; pool F is the new test
         _valset(root / "valpool_cam", ["--merge", root / "val_cam", root / "test_cam"])
-        from data_shards import photos as photos_mod
+        from data_shards.corpus import load_manifest
 
         # round 6 (Amendment 6): pool G, the second fresh test pool; round 7 (Amendment 7): pool H, the third, and
         # the four test pools merged (E, F, G, H), on which round 7's claim must hold too
-        splits = {e.get("split") for e in photos_mod.load_manifest(str(photos))}
+        splits = {e.get("split") for e in load_manifest(str(photos))}
         for folder, pool in (("fresh_cam", "F"), ("fresh2_cam", "G"), ("fresh3_cam", "H")):
             if pool in splits:
                 _valset(root / folder, ["--corpus", photos, "--task", t.task, "--pool", pool, "--seed", "0", *prof,

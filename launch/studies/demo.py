@@ -49,7 +49,7 @@ def free_port() -> int:
 
 def prepare(data: Path, quick: bool) -> dict[str, Path]:
     photos = data / "daa_mini_quick2" / "photos" if quick else data / "photos"
-    sh([sys.executable, "-m", "data_shards.photos", "--out", str(photos),
+    sh([sys.executable, str(Path(__file__).resolve().parent / "photo_corpus.py"), "--out", str(photos),
         *(["--no-apt", "--max-side", "256"] if quick else [])])
     root = data / ("daa_mini_quick2" if quick else "daa_mini2")
     return prepare_data("rain", RAIN, root, photos, None, quick, "noise", oracle_shards=False)

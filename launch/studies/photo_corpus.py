@@ -16,9 +16,9 @@ Two pools of clean photographs that need no dataset download:
 Each photo is downscaled to a maximum side (PIL BOX, which also averages away sensor noise and JPEG artefacts) and
 saved as PNG; `manifest.json` records per photo its file, source package, author, licence, size and split pool
 (E = held-out test, S = source pairs, U = unpaired target, V = validation, F, G and H = fresh test pools). Only this
-explicit build step touches the network; `load_manifest` and `load_photo` read local files only.
+explicit build step touches the network; data_shards.corpus reads the result (local files only).
 
-    python -m data_shards.photos --out .data/photos [--max-side 1024] [--no-apt]
+    python launch/studies/photo_corpus.py --out .data/photos [--max-side 1024] [--no-apt]
 """
 from __future__ import annotations
 
@@ -33,10 +33,12 @@ import sys
 import tempfile
 from collections.abc import Callable
 
-import numpy as np
 from PIL import Image
 
-MANIFEST = "manifest.json"
+if __package__ in (None, ""):  # run as a script from a checkout: the repository root holds the packages
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from data_shards.corpus import MANIFEST, load_manifest, load_photo  # noqa: E402,F401  (re-exported for the studies)
+
 MARKER = ".daa-photo-corpus"  # written first, so an interrupted build is still recognised as ours on re-run
 FORMAT_VERSION = 1
 
@@ -166,19 +168,6 @@ def split_of(name: str, pool: str, have_pool_d: bool) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-def load_photo(path: str) -> np.ndarray:
-    """Read an image file as float32 HxWx3 RGB in [0,1] (grayscale and RGBA are converted)."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-
-
-def load_manifest(directory: str) -> list[dict]:
-    """The corpus' photo records; each gets an absolute "path" added next to its relative "file"."""
-    with open(os.path.join(directory, MANIFEST), encoding="utf-8") as f:
-        photos = json.load(f)["photos"]
-    return [{**p, "path": os.path.abspath(os.path.join(directory, p["file"]))} for p in photos]
-
-
 def _open_rgb(path: str) -> Image.Image:
     with Image.open(path) as im:  # closes the (up to 20 MP) source file as soon as it is decoded
         return im.convert("RGB")  # Grey is a grayscale JPEG
@@ -305,11 +294,11 @@ def _claim_dir(out: str, max_side: int) -> dict:
     marker = os.path.join(out, MARKER)
     if not os.path.exists(marker):
         with open(marker, "w", encoding="utf-8") as f:
-            f.write("DAA-mini photo corpus built by `python -m data_shards.photos`.\n")
+            f.write("DAA-mini photo corpus built by `launch/studies/photo_corpus.py`.\n")
     ignore = os.path.join(out, ".gitignore")
     if not os.path.exists(ignore):  # derived, licensed data (30 MB): keep it out of git wherever --out points
         with open(ignore, "w", encoding="utf-8") as f:
-            f.write("# created by data_shards.photos\n*\n")
+            f.write("# created by launch/studies/photo_corpus.py\n*\n")
     prev: dict = {}
     if os.path.exists(os.path.join(out, MANIFEST)):
         with open(os.path.join(out, MANIFEST), encoding="utf-8") as f:
@@ -424,7 +413,7 @@ def _write_json(path: str, obj: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m data_shards.photos", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="launch/studies/photo_corpus.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="corpus directory (created; re-running completes it)")
     ap.add_argument("--max-side", type=int, default=1024, help="downscale so the longer side is at most this")
     ap.add_argument("--no-apt", action="store_true", help="skip pool D (the Debian wallpapers); pool P only")
