@@ -50,8 +50,8 @@ lint: install
 	$(PY) -m ruff check daa kernels data_shards launch tests
 
 bench: install
-	$(PY) -m kernels.bench
-	$(PY) -m kernels.bench.group_norm_silu
+	$(PY) -m launch.bench.kernels
+	$(PY) -m launch.bench.kernels.group_norm_silu
 
 bench-step: install
 	$(PY) launch/bench/step.py

@@ -13,7 +13,7 @@ python3 -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install -q $TORCH numpy
 "$work/venv/bin/python" -m pip install -q "$wheel"
 cd "$work"
-if "$work/venv/bin/python" -c "import kernels.bench" 2>/dev/null; then echo "wheel: kernels.bench must not ship"; exit 1; fi
+if "$work/venv/bin/python" -c "import launch" 2>/dev/null; then echo "wheel: the harnesses (launch/) must not ship"; exit 1; fi
 "$work/venv/bin/daa-train" --config demo --dry-run --set data.shards=synthetic > dry.txt
 grep -q "restorer: unet" dry.txt && grep -q '"zero_optimization"' dry.txt
 "$work/venv/bin/daa-restore" --help > /dev/null

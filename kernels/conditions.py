@@ -32,7 +32,7 @@ negatives is 18; multiply by the element size (per-sample scalars ᾱ, m, m' are
     fwd+bwd, training          33 (seeded 30)                          27                       60 (57)
 
 The fused kernels move exactly these bytes: each input element is read once, each output written once, nothing
-intermediate touches memory. The official eager sequence (`kernels.bench.official_conditions`) moves ≈177 planes
+intermediate touches memory. The official eager sequence (`launch.bench.kernels.official_conditions`) moves ≈177 planes
 forward (q_sample 21, two adds 18, two clones 12, masked swaps ≈12, the same 42 again for the negatives, two channel
 cats 36, the batch cat 36), ≈4.5× the fused 39.
 
@@ -57,9 +57,9 @@ Notes on the Triton path
 * Measured throughput (H200, copy_ = 4.24 TB/s read+write): fwd 4.09 TB/s (96 %), training bwd 4.20 TB/s (99 %),
   fwd+bwd 97 % at fp32 B=32 512²; 7.5× the official eager sequence and 3.5× `torch.compile` of the reference for
   fwd+bwd. Below ~32×256² the wall-clock fwd+bwd timings are host-bound (Python + autograd + launches ≈ 0.3 ms per
-  fwd+bwd on that VM); `kernels.bench` also reports device time (GPU busy time per call, torch.profiler), the figure
-  that applies inside a training step where the CPU runs ahead. The wrapper keeps its own share small: contiguous
-  inputs pass through uncopied, launch settings are plain ints, no zero-filled buffers, no host-device sync.
+  fwd+bwd on that VM); `launch.bench.kernels` also reports device time (GPU busy time per call, torch.profiler), the
+  figure that applies inside a training step where the CPU runs ahead. The wrapper keeps its own share small:
+  contiguous inputs pass through uncopied, launch settings are plain ints, no zero-filled buffers, no host-device sync.
 """
 from __future__ import annotations
 
@@ -219,7 +219,7 @@ def _build_conditions_bwd_kernel(
 
 
 def _settings(p: int, device: torch.device) -> tuple[int, int]:
-    """(BLOCK, num_warps): fixed configs, no autotune. GPU: 1024 elements × 4 warps per program; `kernels.bench
+    """(BLOCK, num_warps): fixed configs, no autotune. GPU: 1024 elements × 4 warps per program; `launch.bench.kernels
     --sweep` on an H200 (bf16, B=32, 512²) timed the forward within 6 % for every BLOCK in 512…4096 and warps 4/8,
     and the backward there is host-bound. CPU interpreter: one block per sample where possible (~1 ms per program)."""
     return elementwise_settings(p, device)

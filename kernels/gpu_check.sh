@@ -10,7 +10,7 @@
 #   env.txt            device, driver, torch/triton versions, per-step seconds and exit codes, the final rc
 #   pytest.log         python -m pytest -q of the kernel tests (conditions incl. the no-host-sync and profiler tests,
 #                      and the fused GroupNorm + SiLU)
-#   bench.log          stdout/stderr of `kernels.bench --target`, then of the full sweep
+#   bench.log          stdout/stderr of `launch.bench.kernels --target`, then of the full sweep
 #   kernels_gpu.md     markdown: the --target report (table, verdict, launch-config sweep), the full sweep appended
 #   kernels_gpu.csv    the rows of both runs (columns of docs/benchmarks/kernels.csv + dev_* device-time columns)
 # Estimated (not yet timed) on an H100/H200: env 5 s, tests ~25 s, --target ~45 s (torch.compile of the reference:
@@ -34,7 +34,7 @@ log "step pytest: $((SECONDS - t)) s, exit $s"
 
 echo "== benchmark --target (B=32 256x256 bf16+fp32, wall + device time, verdict) =="
 t=$SECONDS
-timeout -k 5 "$(cap 150)" "$PY" -m kernels.bench --target --csv "$OUT/kernels_gpu.csv" --out "$OUT/kernels_gpu.md" \
+timeout -k 5 "$(cap 150)" "$PY" -m launch.bench.kernels --target --csv "$OUT/kernels_gpu.csv" --out "$OUT/kernels_gpu.md" \
   2>&1 | tee "$OUT/bench.log"
 s=$?
 [ $s -ne 0 ] && rc=$((rc | 2))
@@ -43,7 +43,7 @@ log "step bench --target: $((SECONDS - t)) s, exit $s"
 if [ "$(left)" -ge 60 ]; then
   echo "== benchmark, full sweep (cut at the cap: $(($(left) - 5)) s) =="
   t=$SECONDS
-  timeout -k 5 "$(($(left) - 5))" "$PY" -m kernels.bench --csv "$OUT/kernels_gpu.csv" --out "$OUT/kernels_gpu.md" \
+  timeout -k 5 "$(($(left) - 5))" "$PY" -m launch.bench.kernels --csv "$OUT/kernels_gpu.csv" --out "$OUT/kernels_gpu.md" \
     --append-out 2>&1 | tee -a "$OUT/bench.log"
   s=$?
   if [ $s -eq 124 ] || [ $s -eq 137 ]; then

@@ -11,7 +11,7 @@ import triton.language as tl
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-# (BLOCK, num_warps) forced for every launch on a GPU; only `python -m kernels.bench --sweep` sets it.
+# (BLOCK, num_warps) forced for every launch on a GPU; only `python -m launch.bench.kernels --sweep` sets it.
 BENCH_OVERRIDE: tuple[int, int] | None = None
 _GPU_SETTINGS = (1024, 4)
 

@@ -339,8 +339,8 @@ def test_forward_passes_contiguous_inputs_through(monkeypatch):
 
 
 def test_bench_splits_device_timeline_into_calls():
-    """kernels.bench device time: the L2-flush markers cut the profiler's device timeline into calls."""
-    from kernels.bench import _MARKER, per_call_ms
+    """launch.bench.kernels device time: the L2-flush markers cut the profiler's device timeline into calls."""
+    from launch.bench.kernels import _MARKER, per_call_ms
 
     m = f"_{_MARKER}_kernel"
     evs = [(0, 50, m), (60, 1000, "k1"), (1100, 500, "k2"), (1700, 50, m), (1800, 3000, "k1"),  # fn0: 1.5, 3 us
@@ -354,7 +354,7 @@ def test_bench_keeps_only_device_work():
     """Kernels, memcpys and memsets count; CPU ops, annotation spans and sync spans on the device rows do not."""
     from types import SimpleNamespace
 
-    from kernels.bench import _device_events
+    from launch.bench.kernels import _device_events
 
     cpu, cuda = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
 
@@ -371,7 +371,7 @@ def test_bench_keeps_only_device_work():
 
 
 def test_bench_csv_with_old_header_diverts(tmp_path):
-    from kernels.bench import CSV_FIELDS
+    from launch.bench.kernels import CSV_FIELDS
     from launch.harness import CsvLog
 
     new = tmp_path / "a.csv"
@@ -404,8 +404,9 @@ def test_no_host_sync_in_forward_and_backward():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_bench_device_time_on_gpu():
-    """The profiler path of kernels.bench finds its markers and gives a positive per-call time (else n/a + reason)."""
-    import kernels.bench as kb
+    """The profiler path of launch.bench.kernels finds its markers and gives a positive per-call time (else n/a +
+    reason)."""
+    import launch.bench.kernels as kb
 
     src = torch.randn(1 << 24, device="cuda")
     dst = torch.empty_like(src)
@@ -416,9 +417,9 @@ def test_bench_device_time_on_gpu():
 
 
 def test_bench_gpu_report_with_fake_timings(monkeypatch, tmp_path, capsys):
-    """The GPU-only report paths of kernels.bench --target (device columns, verdict, launch-config sweep), with
+    """The GPU-only report paths of launch.bench.kernels --target (device columns, verdict, launch-config sweep), with
     timings faked so that they run on any box: the one real GPU run must not die on a formatting slip."""
-    import kernels.bench.run as kb  # the driver's namespace: what main() looks its helpers up in
+    import launch.bench.kernels.run as kb  # the driver's namespace: what main() looks its helpers up in
 
     walls = {"triton": 0.5, "triton-seeded": 0.45, "reference": 0.9, "compile": 0.6, "official": 1.8}
     devs = {"triton": 0.07, "triton-seeded": 0.065, "reference": 0.4, "compile": 0.2, "official": 0.9}

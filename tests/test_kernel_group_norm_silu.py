@@ -203,11 +203,11 @@ def test_bad_input_is_one_clear_error():
 
 
 def test_benchmark_writes_a_row_per_case(tmp_path, capsys):
-    """`python -m kernels.bench.group_norm_silu`: one CSV row per (dtype, mode, level, provider), positive times;
+    """`python -m launch.bench.kernels.group_norm_silu`: one CSV row per (dtype, mode, level, provider), positive times;
     on CPU only the eager providers (the interpreter is not a speed tool)."""
     import csv
 
-    from kernels.bench.group_norm_silu import LEVELS, main
+    from launch.bench.kernels.group_norm_silu import LEVELS, main
 
     out = tmp_path / "g.csv"
     assert main(["--quick", "--batch", "1", "--dtypes", "fp32", "--csv", str(out)]) == 0

@@ -1,6 +1,6 @@
 """Every Triton kernel compiles natively for an H100/H200 (sm_90) at the launch settings a GPU gets, without a GPU
-(kernels/aot_check.py): the interpreter behind the other kernel tests accepts code the native compiler rejects (a plain
-Python helper called from a kernel, for one), and a GPU slot is too short to find that out."""
+(launch/bench/kernels/aot_check.py): the interpreter behind the other kernel tests accepts code the native compiler
+rejects (a plain Python helper called from a kernel, for one), and a GPU slot is too short to find that out."""
 import os
 import subprocess
 import sys
@@ -23,7 +23,7 @@ def _has_nvidia_backend() -> bool:
 def test_every_kernel_compiles_for_sm90(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compile, do not interpret
     env["TRITON_CACHE_DIR"] = str(tmp_path)  # a fresh compile, never a cached one
-    proc = subprocess.run([sys.executable, "-m", "kernels.aot_check", "--arch", "90"], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-m", "launch.bench.kernels.aot_check", "--arch", "90"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
@@ -40,8 +40,8 @@ def test_every_kernel_compiles_for_sm90(tmp_path):
 
 def test_aot_check_refuses_the_interpreter():
     env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run([sys.executable, "-m", "kernels.aot_check"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "launch.bench.kernels.aot_check"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith("error: TRITON_INTERPRET=1")
 

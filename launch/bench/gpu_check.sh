@@ -12,7 +12,7 @@
 # 4. the same with regional torch.compile, channels_last and the native GroupNorm instead of the fused op (compile
 #    can fuse these chains itself; the levers set of the previous version of this script);
 # 5. a GPU profile of one trainer step by kernel category, plain and with the levers of 3 (profile_gpu.py);
-# 6. the fused op's microbenchmark per U-Net level (python -m kernels.bench.group_norm_silu).
+# 6. the fused op's microbenchmark per U-Net level (python -m launch.bench.kernels.group_norm_silu).
 # The condition builder's own benchmark (issue #3) is `kernels/gpu_check.sh`; its figures are in docs/benchmarks.
 # Needs torch + triton + pytest + deepspeed installed (installs nothing, no network). Each step runs under `timeout`
 # with at most what is left of GPU_CHECK_CAP_S (default 470 s). Writes to $OUT: env.txt (devices, versions, per-step
@@ -48,7 +48,7 @@ run step_compile 8 90 "$PY" launch/bench/step.py --csv "$OUT/step_gpu.csv" --bat
   --variants official-fp32,trainer-bf16 --budget-s 65 --max-wall-s 85 "${COMPILED[@]}"
 run profile 16 45 "$PY" launch/bench/profile_gpu.py --out "$OUT/profile"
 run profile_fused 16 45 "$PY" launch/bench/profile_gpu.py --out "$OUT/profile_fused" "${FUSED[@]}"
-run group_norm_silu 32 60 "$PY" -m kernels.bench.group_norm_silu --csv "$OUT/group_norm_silu.csv"
+run group_norm_silu 32 60 "$PY" -m launch.bench.kernels.group_norm_silu --csv "$OUT/group_norm_silu.csv"
 
 log "gpu_check rc=$rc in $((SECONDS - T0)) s (bits: 1 kernel tests, 2 step bench, 4 fused levers, 8 compile levers,"\
 " 16 profile, 32 group_norm_silu bench)"

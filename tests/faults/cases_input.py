@@ -106,7 +106,7 @@ def bad_input_cases(ctx: Ctx) -> list[Bad]:
     R = [PY, "-m", "daa.restore"]
     E = [PY, "-m", "daa.evaluate"]
     W = [PY, "-m", "data_shards.write"]
-    K = [PY, "-m", "kernels.bench", "--quick", "--csv", ""]
+    K = [PY, "-m", "launch.bench.kernels", "--quick", "--csv", ""]
     nr = b / "never"
     return [
         Bad("train: config file missing", [PY, str(ROOT / "launch/train.py"), "--config", str(b / "nope.yaml")],

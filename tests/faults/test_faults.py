@@ -1,5 +1,5 @@
 """The reliability suite as tests: every case runs the real entry points (torchrun + launch/train.py on 2 CPU ranks
-with ZeRO-2, the CLIs of data_shards.write, daa.restore, daa.evaluate and kernels.bench) as subprocesses on tiny
+with ZeRO-2, the CLIs of data_shards.write, daa.restore, daa.evaluate and launch.bench.kernels) as subprocesses on tiny
 models and data, injects a fault, and checks what the product guarantees (docs/RELIABILITY.md).
 
     make test-faults                                   # the whole suite (≤ 10 min on 2 CPU cores) + its table

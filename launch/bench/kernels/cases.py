@@ -1,12 +1,12 @@
 """The benchmarked cases: the official eager op sequence, the providers of each op and their byte models
-(see kernels/bench/run.py)."""
+(see launch/bench/kernels/run.py)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from ..conditions import build_conditions, build_conditions_reference
-from ..noise_mse import noise_mse
+from kernels.conditions import build_conditions, build_conditions_reference
+from kernels.noise_mse import noise_mse
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -1,4 +1,4 @@
-"""Microbenchmarks of the fused kernels (`python -m kernels.bench`, `make bench`; what is measured: run.py).
+"""Microbenchmarks of the fused kernels (`python -m launch.bench.kernels`, `make bench`; what is measured: run.py).
 
 A checkout tool: it shares launch/harness.py with the other benchmarks and is not part of the installed wheel."""
 from .run import CSV_FIELDS, main  # noqa: F401

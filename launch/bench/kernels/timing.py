@@ -1,5 +1,5 @@
 """Timing for the kernel microbenchmarks: wall time (triton.testing.do_bench, L2 flushed) and device time (GPU
-busy time per call from torch.profiler, calls cut apart by L2-flush marker kernels); see kernels/bench/run.py."""
+busy time per call from torch.profiler, calls cut apart by L2-flush marker kernels); see launch/bench/kernels/run.py."""
 from __future__ import annotations
 
 import statistics
@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..utils import cdiv
+from kernels.utils import cdiv
 
 
 def time_fn(fn, device: torch.device, quick: bool, min_samples: int = 10) -> tuple[float, float, float]:

@@ -1,4 +1,5 @@
-"""Compile every Triton kernel of this package for an NVIDIA GPU without one (`python -m kernels.aot_check`).
+"""Compile every Triton kernel of `kernels` (and the benchmarks' marker kernel) for an NVIDIA GPU without one
+(`python -m launch.bench.kernels.aot_check`).
 
 The Triton interpreter (the CPU tests) runs kernels as NumPy and accepts code that the native compiler rejects: a
 type mismatch, an op a dtype lacks, a misused constexpr. A GPU slot is too short to find those out. This drives each
@@ -11,8 +12,8 @@ target (default sm_90: H100 / H200) through the ptxas in Triton's wheel, which a
 kernel. Needs Triton's NVIDIA backend (in the default Linux wheel); no GPU, no CUDA driver. Must run without
 TRITON_INTERPRET (the kernels must import as compilable JIT functions).
 
-    python -m kernels.aot_check                # sm_90, a table; exit 1 if any kernel fails to compile
-    python -m kernels.aot_check --arch 80      # A100
+    python -m launch.bench.kernels.aot_check                # sm_90, a table; exit 1 if any kernel fails to compile
+    python -m launch.bench.kernels.aot_check --arch 80      # A100
 
 Pointer alignment is read from the CPU tensors: the CPU allocator aligns to ≥ 64 bytes and the CUDA caching
 allocator to 512, so a view's data pointer is 16-byte divisible on both or on neither.
@@ -32,7 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
-MODULES = ("kernels.conditions", "kernels.noise_mse", "kernels.group_norm_silu", "kernels.bench.timing")
+MODULES = ("kernels.conditions", "kernels.noise_mse", "kernels.group_norm_silu", "launch.bench.kernels.timing")
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -59,8 +60,9 @@ def launch_kernels() -> dict[str, triton.runtime.jit.JITFunction]:
 
 def _record_launches() -> list:
     """Run each op's wrapper (forward and backward) on CPU tensors with the GPU settings; return the launches."""
-    from . import conditions, group_norm_silu, noise_mse, utils
-    from .bench import timing
+    from kernels import conditions, group_norm_silu, noise_mse, utils
+
+    from . import timing
 
     log: list = []
     saved = []
@@ -226,8 +228,8 @@ def _write_md(path: str, results: list[dict], arch: int, summary: str) -> None:
     fusion = {r["fp_fusion"] for r in results}
     fusion = ("on in every launch" if fusion == {True} else "off in every launch" if fusion == {False}
               else "differs between launches (see the code)")
-    lines = [f"# Triton kernels compiled for sm_{arch} with the JIT's specialisation (`python -m kernels.aot_check "
-             f"--md {path}`)", "",
+    lines = [f"# Triton kernels compiled for sm_{arch} with the JIT's specialisation "
+             f"(`python -m launch.bench.kernels.aot_check --md {path}`)", "",
              f"Triton {triton.__version__}, torch {torch.__version__}. {summary[2:]}. Specialisation: pointer dtypes; "
              "constexprs (the kernel's own and every integer argument equal to 1); `D:` the arguments marked "
              "16-divisible. Tensors as training lays them out: NCHW, contiguous gradients, the ResBlock's "

@@ -1,4 +1,4 @@
-"""Benchmark of the fused GroupNorm + scale/shift + SiLU (`python -m kernels.bench.group_norm_silu`).
+"""Benchmark of the fused GroupNorm + scale/shift + SiLU (`python -m launch.bench.kernels.group_norm_silu`).
 
 Shapes: the chain as ε_θ runs it at the paper's sizes — a diffusion batch of 2·B (positive + negative conditions),
 one shape per U-Net level (64 ch at 128², 128 at 64², 256 at 32², 512 at 16²), with the ResBlock's (2B, C) scale and
@@ -8,7 +8,7 @@ shift. Providers:
     native      F.group_norm in the input dtype, ·(1 + scale) + shift, F.silu (norm='native')
     compile     torch.compile of `native` (what run.compile=blocks can fuse inside a ResBlock)
 Modes fwd and fwd+bwd (the gradient of x, weight, bias, scale and shift). Wall time from `time_fn`, GPU busy time
-from `device_times` (kernels/bench/timing.py, L2 flushed); GB/s from the minimal traffic of the fused op
+from `device_times` (launch/bench/kernels/timing.py, L2 flushed); GB/s from the minimal traffic of the fused op
 (fwd: read + write N elements; fwd+bwd: 5N), %copy against a device copy in the same run. On CPU only `official`
 and `native` eager run (the Triton interpreter is not a speed tool), so the table there holds ratios only.
 Rows go to --csv (default docs/benchmarks/group_norm_silu.csv).
@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ..group_norm_silu import group_norm_silu
+from kernels.group_norm_silu import group_norm_silu
+from launch.harness import CsvLog, git_sha
+
 from .timing import copy_bandwidth, device_times, time_fn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # launch/harness.py: a checkout tool, not the wheel
-from launch.harness import CsvLog, git_sha  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FIELDS = ("timestamp", "git_sha", "device", "torch", "triton", "mode", "provider", "dtype", "N", "C", "H", "W",
           "ms_p50", "dev_ms", "gbps", "dev_gbps", "pct_copy", "dev_pct_copy", "x_vs_official", "dev_x_vs_official")
 LEVELS = ((64, 128), (128, 64), (256, 32), (512, 16))  # (channels, side) of each level of the paper's ε_θ at 128²

@@ -1,4 +1,5 @@
-"""Benchmark of the fused DAA condition builder and the seeded noise MSE (`python -m kernels.bench`, `make bench`).
+"""Benchmark of the fused DAA condition builder and the seeded noise MSE (`python -m launch.bench.kernels`,
+`make bench`).
 
 Ops, modes and providers
 * conditions: fwd / bwd / fwd+bwd of build_conditions with negatives (cond is (2B,9,H,W)), training case: only the
@@ -49,14 +50,13 @@ from pathlib import Path
 import torch
 import triton
 
-from .. import utils as _ku
+from kernels import utils as _ku
+from launch.harness import CsvLog, git_sha
+
 from .cases import DTYPES, _inputs, bytes_moved, make_case
 from .timing import _DEV_NOTES, DEV_CALLS, _keep_freed_memory, copy_bandwidth, device_times, time_fn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # launch/harness.py: a checkout tool, not the wheel
-from launch.harness import CsvLog, git_sha  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CSV_FIELDS = ("timestamp", "git_sha", "device", "torch", "triton", "op", "mode", "provider", "dtype", "B", "H", "W",
               "ms_p50", "ms_p20", "ms_p80", "bytes", "gbps", "pct_copy", "copy_gbps", "x_vs_official",
               "x_vs_compile", "dev_ms", "dev_gbps", "dev_pct_copy", "dev_x_vs_official", "dev_x_vs_compile",
@@ -302,7 +302,7 @@ def main(argv=None) -> int:
     meta = dict(timestamp=_dt.datetime.now().isoformat(timespec="seconds"), git_sha=git_sha(), device=dev_name,
                 torch=torch.__version__, triton=triton.__version__, copy_gbps=f"{copy_gbps:.1f}",
                 dev_copy_gbps=_fmt(dev_copy_gbps, ".1f"))
-    rep.title(f"kernels.bench{' --target' if args.target else ''}  {meta['timestamp']}  sha {meta['git_sha']}  "
+    rep.title(f"launch.bench.kernels{' --target' if args.target else ''}  {meta['timestamp']}  sha {meta['git_sha']}  "
               f"{dev_name}  torch {torch.__version__}  triton {triton.__version__}")
     rep.note(f"device-to-device copy_ (read+write), the 100 % of the %copy columns: wall {copy_gbps:.1f} GB/s, "
              f"device time {_fmt(dev_copy_gbps, '.1f', 'n/a')}{' GB/s' if dev_copy_gbps else ''}")
