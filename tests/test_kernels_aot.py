@@ -50,7 +50,7 @@ _SPEC_SNIPPET = """
 import json, torch
 from triton.backends.compiler import GPUTarget
 from triton.compiler import make_backend
-from kernels import aot_check
+from launch.bench.kernels import aot_check
 backend = make_backend(GPUTarget("cuda", 90, 32))
 for fn, args, kw in aot_check._record_launches():
     if fn.__name__ == "_gn_silu_bwd_kernel" and args[0].dtype == torch.float32 and args[0].shape[1] == 64:
