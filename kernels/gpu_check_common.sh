@@ -7,7 +7,7 @@ export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 unset TRITON_INTERPRET DAA_KERNELS
 OUT="${OUT:-$PWD/gpu_check_out}"
 mkdir -p "$OUT"
-PY="${PYTHON:-$(command -v python || command -v python3)}"
+PY="${PYTHON:-$(command -v python3 || command -v python)}"  # the device image: python3 holds torch
 CAP="${GPU_CHECK_CAP_S:-$CAP_DEFAULT}"
 T0=$SECONDS
 left() { echo $((CAP - (SECONDS - T0))); }

@@ -30,10 +30,11 @@ fi
 IMAGE=(torch==2.13.0 triton==3.6.0 numpy pyyaml pytest opencv-python-headless scikit-image h5py safetensors==0.8.0
        tensorboard tqdm einops msgpack psutil packaging py-cpuinfo ninja accelerate==1.15.0 pillow scipy)
 CARRIED_MODULES=(deepspeed webdataset braceexpand hjson pydantic pydantic_core annotated_types typing_inspection)
-T0=$SECONDS
-step() { echo "== gpu-rehearsal: $* ($((SECONDS - T0)) s)"; }
+RT0=$SECONDS  # not T0: kernels/gpu_check_common.sh sets its own
+step() { echo "== gpu-rehearsal: $* ($((SECONDS - RT0)) s)"; }
 size() { du -sb "$1" | awk -v d="$1" '{ printf "%s: %.1f MiB\n", d, $1 / 1048576 }'; }
 mkdir -p "$R"
+R=$(cd "$R" && pwd)
 
 V="$R/venv/bin/python"
 if [ "${REHEARSAL_KEEP_VENV:-0}" = 1 ] && [ -x "$V" ]; then  # iterating on the scripts: reuse step 1's venv
@@ -61,7 +62,7 @@ PYV="$PYV" DEST="$R/whl$PYV" bash launch/bench/gpu_wheels.sh | tail -n 1
 step "3. the GPU script's preparation (install + import check)"
 rm -rf "$R/site" "$R/out"
 (
-  export PYTHON="$PWD/$V" GPU_WHEELS="$R/whl$PYV" GPU_SITE="$PWD/$R/site" OUT="$PWD/$R/out" CAP_DEFAULT=600
+  export PYTHON="$V" GPU_WHEELS="$R/whl$PYV" GPU_SITE="$R/site" OUT="$R/out" CAP_DEFAULT=600
   # shellcheck source=/dev/null
   . kernels/gpu_check_common.sh
   set +e  # as on the device (gpu_check.sh runs without -e): each status is checked below
@@ -94,7 +95,7 @@ rm -rf "$R/venv312" "$R/site312"
 "$PY312" -m venv "$R/venv312"
 "$R/venv312/bin/python" -m pip install -q numpy pyyaml 2> >(grep -v 'is ignored: it is neither' >&2)
 (
-  export PYTHON="$PWD/$R/venv312/bin/python" GPU_SITE="$PWD/$R/site312" OUT="$PWD/$R/out312" CAP_DEFAULT=600
+  export PYTHON="$R/venv312/bin/python" GPU_SITE="$R/site312" OUT="$R/out312" CAP_DEFAULT=600
   # shellcheck source=/dev/null
   . kernels/gpu_check_common.sh
   carry_wheels || exit 1
