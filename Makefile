@@ -22,7 +22,7 @@ NOISE_STATS = $(if $(wildcard $(SHARED)/real_noise_polyu),--pairs "PolyU (real, 
 	--synthetic "calibrated camera noise (camnoise)=denoise:target:profile=sidd" \
 	--synthetic "camera noise + JPEG, camera reference (noise, round 2)=denoise:target:reference=camera"
 
-.PHONY: install wheel-check test test-faults test-slurm lint bench bench-step data demo demo-quick reproduce reproduce-verdicts reproduce-quick clean-venv
+.PHONY: install gpu-wheels gpu-rehearsal wheel-check test test-faults test-slurm lint bench bench-step data demo demo-quick reproduce reproduce-verdicts reproduce-quick clean-venv
 
 $(VENV)/.installed: setup.py pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(if $(filter 1,$(SYSTEM_SITE)),--system-site-packages) $(VENV)
@@ -130,6 +130,16 @@ test-faults: install
 # node under a --requeue job and checks it is requeued and resumes from its checkpoint (SLURM_TEST_REQUEUE=0 skips)
 test-slurm: install
 	PYTHON=$(CURDIR)/$(PY) bash launch/slurm/local_cluster.sh
+
+# the wheels launch/bench/gpu_check.sh needs and the GPU device image lacks (deepspeed built with no ops, webdataset,
+# pydantic, ...) for its CPython 3.12, into .whl/ (ignored; carry it to the device). Needs pip and the network only.
+gpu-wheels:
+	PYTHON=$(PYTHON) bash launch/bench/gpu_wheels.sh
+
+# the GPU script's start on a bare device image, rehearsed on CPU in fresh venvs under runs/gpu-rehearsal (no GPU;
+# several minutes, most of it installing torch, OpenCV and scipy into the stand-in venv): docs/benchmarks/README.md
+gpu-rehearsal: gpu-wheels
+	PYTHON=$(PYTHON) bash launch/bench/gpu_rehearsal.sh
 
 clean-venv:
 	rm -rf $(VENV)

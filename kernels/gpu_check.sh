@@ -4,7 +4,8 @@
 #
 #   OUT=/some/dir bash kernels/gpu_check.sh        # from the repo root; OUT defaults to ./gpu_check_out
 #
-# Needs torch + triton + pytest already installed (installs nothing, needs no network). The whole script is capped at
+# Needs torch + triton + pytest already installed (no network; the carried wheels of `make gpu-wheels` are installed
+# when .whl/ is there, though these steps need none of them). The whole script is capped at
 # GPU_CHECK_CAP_S seconds (default 240): each step runs under `timeout` with at most what is left, the full sweep only
 # if >= 60 s are left (cut at the cap, its rows so far are kept). Writes to $OUT (5 files, nothing else):
 #   env.txt            device, driver, torch/triton versions, per-step seconds and exit codes, the final rc
@@ -21,7 +22,7 @@ cd "$(dirname "$0")/.."
 CAP_DEFAULT=240
 . kernels/gpu_check_common.sh  # OUT, PY, CAP and the step helpers left / cap / log
 
-env_info 2>&1 | tee "$OUT/env.txt"
+prepare || true  # the carried wheels (make gpu-wheels) when .whl/ is there; these steps need none of them
 
 rc=0
 echo "== pytest (native Triton) =="

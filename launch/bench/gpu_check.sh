@@ -14,8 +14,9 @@
 # 5. a GPU profile of one trainer step by kernel category, plain and with the levers of 3 (profile_gpu.py);
 # 6. the fused op's microbenchmark per U-Net level (python -m launch.bench.kernels.group_norm_silu).
 # The condition builder's own benchmark (issue #3) is `kernels/gpu_check.sh`; its figures are in docs/benchmarks.
-# Needs torch + triton + pytest + deepspeed installed (installs nothing, no network). Each step runs under `timeout`
-# with at most what is left of GPU_CHECK_CAP_S (default 470 s). Writes to $OUT: env.txt (devices, versions, per-step
+# Needs torch + triton + pytest (the device image has them); what the image lacks (deepspeed, webdataset, pydantic,
+# ...) it installs from the carried wheels: run `make gpu-wheels` here first and carry .whl (no network is used).
+# Each step runs under `timeout` with at most what is left of GPU_CHECK_CAP_S (default 470 s). Writes to $OUT: env.txt (devices, versions, per-step
 # seconds and exit codes), pytest.log, step_gpu.csv + step.log, step_fused.log, step_compile.log, profile*.md/json,
 # group_norm_silu.csv + .log.
 set -u -o pipefail
@@ -27,7 +28,7 @@ FUSED=(--trainer-set run.cudnn_benchmark=true --trainer-set "model.diffusion_arg
 COMPILED=(--trainer-set run.cudnn_benchmark=true --trainer-set run.channels_last=true --trainer-set run.compile=blocks
           --trainer-set "model.diffusion_args={norm: native}")
 rc=0
-env_info 2>&1 | tee "$OUT/env.txt"
+prepare || rc=64  # installs the carried wheels (make gpu-wheels) when .whl/ is there
 
 run() {  # run NAME BIT SECONDS CMD...: one step under the time left, its exit code into rc's BIT
   local name=$1 bit=$2 want=$3 t=$SECONDS s
@@ -51,5 +52,5 @@ run profile_fused 16 45 "$PY" launch/bench/profile_gpu.py --out "$OUT/profile_fu
 run group_norm_silu 32 60 "$PY" -m launch.bench.kernels.group_norm_silu --csv "$OUT/group_norm_silu.csv"
 
 log "gpu_check rc=$rc in $((SECONDS - T0)) s (bits: 1 kernel tests, 2 step bench, 4 fused levers, 8 compile levers,"\
-" 16 profile, 32 group_norm_silu bench)"
+" 16 profile, 32 group_norm_silu bench, 64 carried wheels / imports)"
 exit $rc
