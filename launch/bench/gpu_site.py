@@ -25,7 +25,7 @@ THIRD_PARTY = ("torch", "triton", "numpy", "yaml", "pytest", "cv2", "skimage", "
                "braceexpand", "webdataset", "deepspeed")
 PROJECT = ("daa", "daa.config", "daa.models", "daa.objective", "daa.official", "daa.training.trainer",
            "daa.training.levers", "data_shards", "kernels", "kernels.conditions", "kernels.noise_mse",
-           "kernels.group_norm_silu", "kernels.bench", "kernels.bench.group_norm_silu", "launch.harness",
+           "kernels.group_norm_silu", "launch.bench.kernels", "launch.bench.kernels.group_norm_silu", "launch.harness",
            "launch.bench.step_runners", "launch.bench.step", "launch.bench.profile_gpu")
 DIST = {"yaml": "pyyaml", "cv2": "opencv-python-headless", "skimage": "scikit-image", "cpuinfo": "py-cpuinfo",
         "PIL": "pillow"}
