@@ -40,6 +40,14 @@ class CheckpointWriteError(RuntimeError):
     """A checkpoint could not be written (disk full, quota, I/O error); the previous complete one is intact."""
 
 
+class NonFiniteError(RuntimeError):
+    """Too many micro-batches in a row had a non-finite input or loss: training cannot make a step."""
+
+
+MAX_NONFINITE_IN_A_ROW = 64
+"""Consecutive non-finite micro-batches (all ranks together) tolerated while one optimizer step is being filled."""
+
+
 def step_seed(seed: int, rank: int, micro_step: int) -> int:
     """A distinct 63-bit seed per (run seed, rank, micro-step)."""
     return (seed * 1_000_003 + rank * 7_919 + micro_step * 104_729 + 12_345) % (2**63 - 1)
@@ -204,7 +212,9 @@ class Trainer:
         if client.get("config_hash") not in (self.config_hash, legacy):
             raise ConfigError(f"checkpoint {tag} was written by a different config (hash {client.get('config_hash')})")
         self.images_seen, self.micro_step = client["images_seen"], client["micro_step"]
-        self.skipped_steps = client.get("skipped_steps", 0)
+        # DeepSpeed keeps its own `skipped_steps` key in the checkpoint and drops it from the client state on load;
+        # checkpoints that stored ours under that name have it in the engine's counter instead
+        self.skipped_steps = client.get("daa_skipped_steps", self.engine.skipped_steps)
         self.ema.module.load_state_dict(client["ema"])
         state = self.ckpt.read_rank_state(tag, self.dist.rank)
         if state is not None:
@@ -218,7 +228,7 @@ class Trainer:
         step = self.engine.global_steps
         tag = tag_for(step)
         client = {"images_seen": self.images_seen, "micro_step": self.micro_step, "config_hash": self.config_hash,
-                  "ema": self.ema.module.state_dict(), "skipped_steps": self.skipped_steps,
+                  "ema": self.ema.module.state_dict(), "daa_skipped_steps": self.skipped_steps,
                   "history": self.history}
         try:
             self.engine.save_checkpoint(str(self.ckpt.root), tag=tag, client_state=client)  # every rank: ZeRO shards
@@ -269,21 +279,36 @@ class Trainer:
                 for k, v in batch.items() if isinstance(v, torch.Tensor)}
 
     def train_step(self, batches) -> dict[str, torch.Tensor]:
-        """One optimizer step (grad_accum micro-steps). Returns the averaged loss terms of this rank as device
+        """One optimizer step: grad_accum finite micro-batches. Returns the averaged loss terms of this rank as device
         tensors: they are read (a host sync) only when they are logged.
 
+        A micro-batch whose input or loss is non-finite on any rank is skipped on every rank (no backward, no
+        engine.step()) and *replaced* by the next one from the stream, so every optimizer step still averages
+        exactly grad_accum finite micro-batches. Skipping it without a replacement would leave DeepSpeed's micro-step
+        counter one behind: from then on its accumulation boundary falls in the middle of our train_step, half an
+        accumulated gradient straddles every optimizer step and every checkpoint (DeepSpeed does not save partial
+        gradients), and a resume would no longer continue the run it interrupted. Replacing keeps
+        `engine.micro_steps` a multiple of grad_accum after every call on every rank (the decision is all-reduced);
+        the skipped batch still counts its images and its micro-step seed, so the data stream and the random
+        draws of a resumed run stay the same. More than MAX_NONFINITE_IN_A_ROW such batches in one step stop the
+        run with NonFiniteError (a diverged model would otherwise consume the whole stream).
+
         Host syncs: one per micro-step — a single all-reduced pair of flags (non-finite input on any rank,
-        non-finite loss on any rank) read after the forward, which skips the micro-batch on all ranks (no backward,
-        no step). A restorer with BatchNorm adds one before the forward: a forward pass in train mode on a
-        non-finite batch would already write NaN into the running statistics (and from there into the EMA, which
-        copies buffers), so for it the input is checked first (issue #7)."""
+        non-finite loss on any rank) read after the forward. A restorer with BatchNorm adds one before the forward:
+        a forward pass in train mode on a non-finite batch would already write NaN into the running statistics
+        (and from there into the EMA, which copies buffers), so for it the input is checked first."""
         sums: dict[str, torch.Tensor] = {}
-        n_ok = 0
-        for _ in range(self.accum):
+        n_ok = bad_in_a_row = 0
+        while n_ok < self.accum:
+            if bad_in_a_row > MAX_NONFINITE_IN_A_ROW:
+                raise NonFiniteError(f"{bad_in_a_row} micro-batches in a row had a non-finite input or loss (at "
+                                     f"{self.images_seen:,} images): the data or the model has diverged; lower "
+                                     "optim.lr or check the data, then resume from the last complete checkpoint")
             batch = self._to_device(next(batches))
             bad_input = ~torch.stack([torch.isfinite(v).all() for v in batch.values()]).all()  # on the device
             if self._has_batchnorm and all_reduce_max(bad_input.float().reshape(1))[0]:
                 self._skip_micro_step("non-finite input batch", images=True)
+                bad_in_a_row += 1
                 continue
             seed = step_seed(self.cfg.run.seed, self.dist.rank, self.micro_step)
             torch.manual_seed(seed)  # dropout and every draw of this micro-step
@@ -294,9 +319,11 @@ class Trainer:
             self.images_seen += self.cfg.run.micro_batch * self.dist.world_size
             flags = torch.stack([bad_input, ~torch.isfinite(loss.detach()).all()]).float()
             bad_in, bad_loss = all_reduce_max(flags)  # the one sync of this micro-step
-            if bad_in or bad_loss:  # on any rank: every rank skips it (no backward, no step)
+            if bad_in or bad_loss:  # on any rank: every rank skips it (no backward, no step) and draws another
                 self._skip_micro_step("non-finite input batch" if bad_in else "non-finite loss", images=False)
+                bad_in_a_row += 1
                 continue
+            bad_in_a_row = 0
             self.engine.backward(loss)
             boundary = self.engine.is_gradient_accumulation_boundary()
             self.engine.step()
@@ -308,14 +335,15 @@ class Trainer:
             if boundary:
                 with self._gathered(self.restorer):
                     self.ema.update(self.restorer, self.cfg.run.global_batch)
-        return {k: v / max(n_ok, 1) for k, v in sums.items()}
+        return {k: v / n_ok for k, v in sums.items()}
 
     def _skip_micro_step(self, why: str, images: bool) -> None:
         if images:  # skipped before the forward: the micro-step still counts its images
             self.micro_step += 1
             self.images_seen += self.cfg.run.micro_batch * self.dist.world_size
         self.skipped_steps += 1
-        self.log.info(f"{why} at {self.images_seen:,} images: micro-step skipped ({self.skipped_steps} so far)")
+        self.log.info(f"{why} at {self.images_seen:,} images: micro-step skipped, the next batch "
+                      f"takes its place ({self.skipped_steps} so far)")
 
     # ---- the loop -------------------------------------------------------------------------------------------------
     def _on_sigterm(self, signum, frame) -> None:

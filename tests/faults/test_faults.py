@@ -11,6 +11,7 @@ import pytest
 from cases_data import case_corrupt_5, case_corrupt_100, case_http, case_numeric
 from cases_input import case_bad_input, case_disk_full
 from cases_runs import (
+    case_accum_nan_resume,
     case_agent_kills,
     case_half_written,
     case_rank_dies,
@@ -44,6 +45,11 @@ def test_sigterm(ctx, record):
 @FULL
 def test_sigterm_dataloader_workers(ctx, record):
     record(case_sigterm_workers(ctx), "SIGTERM, DataLoader workers")
+
+
+@FULL
+def test_accum_nan_then_sigkill(ctx, record):
+    record(case_accum_nan_resume(ctx), "grad_accum + NaN + SIGKILL")
 
 
 @FULL
