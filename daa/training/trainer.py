@@ -24,6 +24,7 @@ from ..models import build_diffusion_unet, build_restorer, count_parameters
 from ..objective import DAAObjective, alpha_at
 from .checkpoint import CheckpointDir, rng_state, set_rng_state, tag_for
 from .distributed import DistInfo, all_reduce_max, all_reduce_mean, any_rank, barrier, init_distributed
+from .elastic import load_rank_states_resharded, plan_elastic, prune_universal, universal_dir
 from .evaluation import evaluate, save_grid, to_range
 from .levers import apply_levers, to_layout
 from .logger import RunLogger
@@ -87,6 +88,10 @@ class Trainer:
         self.valset = valset if valset is not None else self._load_valset()
         self._check_run_dir()
         self.log = RunLogger(self.run_dir, self.dist.is_main, cfg.run.tensorboard)
+        # before the engine: loading a universal checkpoint is a DeepSpeed config option
+        self.elastic = plan_elastic(self.run_dir, self.dist, cfg.run.zero_stage)
+        if self.elastic and cfg.run.zero_stage > 0:
+            self.ds_config = {**self.ds_config, "checkpoint": {"load_universal": True}}
         if cfg.run.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             # ...but do not NaN-fill every torch.empty: DeepSpeed allocates GB-sized gradient buckets with it
@@ -202,9 +207,13 @@ class Trainer:
             self.log.info(f"checkpoint {b} is incomplete (no COMPLETE marker, cut off while being written): skipped")
         if tag is None:
             return
-        _, client = self.engine.load_checkpoint(str(self.ckpt.root), tag=tag, load_module_strict=True)
+        el = self.elastic
+        src = universal_dir(self.run_dir) if el and self.cfg.run.zero_stage > 0 else self.ckpt.root
+        _, client = self.engine.load_checkpoint(str(src), tag=tag, load_module_strict=True)
         if client is None:
             raise RuntimeError(f"checkpoint {self.ckpt.root / tag} could not be loaded")
+        if el:
+            self.engine._config.load_universal_checkpoint = False  # the next loads (if any) are ordinary ones
         # checkpoints written before issue #14 recorded the hash of a config whose objective.kernels had been set
         # from run.kernels; they belong to this run too
         legacy = dataclasses.replace(self.cfg, objective=dataclasses.replace(self.cfg.objective,
@@ -216,13 +225,21 @@ class Trainer:
         # checkpoints that stored ours under that name have it in the engine's counter instead
         self.skipped_steps = client.get("daa_skipped_steps", self.engine.skipped_steps)
         self.ema.module.load_state_dict(client["ema"])
-        state = self.ckpt.read_rank_state(tag, self.dist.rank)
-        if state is not None:
-            if hasattr(self.stream, "load_state_dict") and state.get("stream") is not None:
-                self.stream.load_state_dict(state["stream"])
-            set_rng_state(state["rng"])
+        if el:
+            load_rank_states_resharded(self, tag, el["from_world"])
+        else:
+            state = self.ckpt.read_rank_state(tag, self.dist.rank)
+            if state is not None:
+                if hasattr(self.stream, "load_state_dict") and state.get("stream") is not None:
+                    self.stream.load_state_dict(state["stream"])
+                set_rng_state(state["rng"])
         self.history = client.get("history", [])
         self.log.info(f"resumed from {tag}: {self.images_seen:,} images seen")
+        if el:
+            how = (f"universal checkpoint made in {el['seconds']:.1f} s, {el['bytes'] / 2**20:.1f} MiB extra disk"
+                   if self.cfg.run.zero_stage > 0 else "no ZeRO partitions: loaded as it is")
+            self.log.info(f"elastic resume: {tag} was written by {el['from_world']} rank(s), continuing on "
+                          f"{self.dist.world_size} with grad_accum {self.accum} ({how})")
 
     def save_checkpoint(self) -> str:
         step = self.engine.global_steps
@@ -245,6 +262,7 @@ class Trainer:
         if self.dist.is_main:
             self.ckpt.mark_complete(tag, self.config_hash)
             self.ckpt.prune(self.cfg.run.keep_checkpoints)
+            prune_universal(self.run_dir, set(self.ckpt.complete_tags()))
         barrier()
         return tag
 
