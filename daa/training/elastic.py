@@ -76,13 +76,14 @@ def universal_dir(run_dir: Path) -> Path:
 
 def convert_to_universal(ckpt_root: Path, tag: str, run_dir: Path) -> dict:
     """Convert checkpoint `ckpt_root/tag` into `run_dir/universal/tag` (rank 0 only; idempotent). Returns the
-    conversion's wall time (s; 0 when it existed) and the extra disk it takes (bytes)."""
+    conversion's wall time (s; 0 when it existed: `reused`) and the extra disk it takes (bytes)."""
     from deepspeed.checkpoint import ds_to_universal
 
     out_root = universal_dir(run_dir)
     final = out_root / tag
     t0 = time.perf_counter()
-    if not final.is_dir():
+    reused = final.is_dir()  # made by an earlier attempt that stopped before its next checkpoint
+    if not reused:
         out_root.mkdir(parents=True, exist_ok=True)
         tmp = out_root / f".{tag}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -97,7 +98,7 @@ def convert_to_universal(ckpt_root: Path, tag: str, run_dir: Path) -> dict:
     else:
         seconds = 0.0
     size = sum(p.stat().st_size for p in final.rglob("*") if p.is_file())
-    return {"seconds": seconds, "bytes": size}
+    return {"seconds": seconds, "bytes": size, "reused": reused}
 
 
 def prune_universal(run_dir: Path, keep_tags: set[str]) -> None:

@@ -236,7 +236,8 @@ class Trainer:
         self.history = client.get("history", [])
         self.log.info(f"resumed from {tag}: {self.images_seen:,} images seen")
         if el:
-            how = (f"universal checkpoint made in {el['seconds']:.1f} s, {el['bytes'] / 2**20:.1f} MiB extra disk"
+            made = "reused" if el.get("reused") else f"made in {el['seconds']:.1f} s"
+            how = (f"universal checkpoint {made}, {el['bytes'] / 2**20:.1f} MiB extra disk"
                    if self.cfg.run.zero_stage > 0 else "no ZeRO partitions: loaded as it is")
             self.log.info(f"elastic resume: {tag} was written by {el['from_world']} rank(s), continuing on "
                           f"{self.dist.world_size} with grad_accum {self.accum} ({how})")

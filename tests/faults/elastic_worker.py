@@ -1,13 +1,14 @@
 """One rank of an elastic-resume case (the reliability suite): trains, or resumes on however many ranks it is started
 with, and dumps the full optimizer state so the case can compare it across world sizes.
 
-    torchrun --nproc_per_node N elastic_worker.py train|resume NAME CONFIG_OVERRIDES...
+    torchrun --nproc_per_node N elastic_worker.py train:IMAGES|resume NAME CONFIG_OVERRIDES...
 
 The data is one global sequence of micro-batches, dealt out so that the micro-batches of optimizer step s are the
 same whatever the world size and grad_accum (rank r's i-th micro-batch of step s is global micro-batch
 s·G + i·W + r, G = W·accum): a run resumed on another number of ranks trains on exactly the batches an
-uninterrupted run would have. `train` writes NAME.pt (the state after its last step, which is also what its final
-checkpoint holds); `resume` writes NAME.pt right after loading (none for NAME -), then trains to run.total_images.
+uninterrupted run would have. `train:IMAGES` trains to run.total_images and writes NAME.pt right after the
+checkpoint at IMAGES images (the state that checkpoint holds); `resume` writes NAME.pt right after loading (none for
+NAME -), then trains to run.total_images.
 Each NAME.pt holds, per parameter, the full fp32 master weight and Adam exp_avg / exp_avg_sq (gathered with
 DeepSpeed's safe_get_full_* under ZeRO, read directly without it), and the EMA state."""
 import os
@@ -71,9 +72,19 @@ def full_state(t: Trainer) -> dict:
 
 
 t = Trainer(cfg, stream=GlobalOrder(), valset=None)
-if mode == "train":
+state = None
+if mode.startswith("train:"):
+    save, at = t.save_checkpoint, int(mode.split(":")[1])
+
+    def save_and_dump():
+        global state
+        tag = save()
+        if t.images_seen == at:
+            state = full_state(t)
+        return tag
+
+    t.save_checkpoint = save_and_dump
     t.fit()
-    state = full_state(t)
 else:  # NAME "-": no dump (DeepSpeed links the optimizer-state fragments read by safe_get_full_optimizer_state
     # when loading a universal checkpoint or at the first step, not when loading its own format)
     state = full_state(t) if name != "-" else None
