@@ -56,9 +56,9 @@ def load_rank_states_resharded(trainer, tag: str, from_world: int) -> None:
     stream = trainer.stream
     if hasattr(stream, "load_resharded") and all(x is not None for x in streams):
         stream.load_resharded(streams)
-        moved = {k: v for k, v in getattr(stream, "stats", {}).items() if k.startswith("resharded_")}
-        trainer.log.info("data stream resharded from {} to {} rank(s): {}".format(
-            from_world, trainer.dist.world_size, ", ".join(f"{k}={v}" for k, v in moved.items())))
+        moved = {k: v for k, v in (getattr(stream, "stats", None) or {}).items() if k.startswith("resharded_")}
+        counts = ", ".join(f"{k}={v}" for k, v in moved.items()) or "no sample counts (procedural data)"
+        trainer.log.info(f"data stream resharded from {from_world} to {trainer.dist.world_size} rank(s): {counts}")
     own = states[rank % from_world]
     if own is not None:
         set_rng_state(own["rng"])
