@@ -94,3 +94,42 @@ def case_elastic(ctx: Ctx, stage: int, w_from: int, w_to: int) -> Row:
                f"{LOSS_RTOL:g}); original checkpoint untouched",
                f"grad_accum {accum[0]} → {accum[1]}; max |Δ| loaded state {worst:g}; loss max rel. Δ {rel:.1e}; "
                f"{how}", True)
+
+
+def case_elastic_shards(ctx: Ctx) -> Row:
+    """Real shards through launch/train.py: 2 ranks stop mid-epoch, 1 rank continues. The one new reader must first
+    read exactly the samples the two old readers had not consumed, then start the next epoch: its final cursor
+    tells (epoch 1, samples of epoch 1) = (1, images it consumed − the old readers' unread rest)."""
+    import torch
+    from cases_data import write_shards
+    from faultlib import train_cmd
+
+    shards = write_shards(ctx, "shards_elastic")  # 48 samples per stream in 4 shards: 24 per reader on 2 ranks
+    d = ctx.tmp / "elastic_shards"
+    args = [f"data.shards={shards}", "data.num_workers=1", "run.log_every_images=16", "run.ckpt_every_images=32"]
+    p = run(train_cmd(d, *args, "run.total_images=32"))
+    check(p.returncode == 0, f"2-rank run failed: {tail(p.stderr, 3)}")
+    old = [torch.load(d / "checkpoints" / "step000000004" / f"trainer_rank{r}.pt", weights_only=False)["stream"]
+           for r in range(2)]
+    unread = {s: sum(24 - w["cursors"][s][1] for st in old for w in st["workers"] if w["cursors"][s][0] == 0)
+              for s in ("syn", "real")}
+    check(all(st["workers"][0]["cursors"]["syn"][0] == 0 for st in old), "the 2-rank run left epoch 0 already")
+    p = run(train_cmd(d, *args, "run.total_images=96", nproc=1))
+    check(p.returncode == 0, f"1-rank resume failed: {tail(p.stderr, 3)}")
+    log = (d / "log.txt").read_text()
+    m = re.search(r"data stream resharded from 2 to 1 rank\(s\): ([^\n]*)", log)
+    check(m is not None and "resharded_repeats=0" in m.group(1) and "resharded_skips=0" in m.group(1),
+          f"no reshard line with zero repeats and skips: {m.group(1) if m else None}")
+    check("finished: 96 images" in log, "the resumed run did not finish")
+    last = sorted(p.name for p in (d / "checkpoints").iterdir() if (p / "COMPLETE").is_file())[-1]
+    new = torch.load(d / "checkpoints" / last / "trainer_rank0.pt", weights_only=False)["stream"]
+    cur = {s: tuple(new["workers"][0]["cursors"][s]) for s in ("syn", "real")}
+    want = {s: (1, 96 - 32 - unread[s]) for s in ("syn", "real")}
+    check(cur == want, f"final cursors {cur}, expected {want}: samples repeated or lost")
+    return Row("elastic: real shards, 2 → 1 rank(s)",
+               "shards (4 per stream), 1 DataLoader worker per rank; 2 ranks stop at 32 img mid-epoch; "
+               "launch/train.py on 1 rank continues to 96 img",
+               "the new reader reads exactly the old readers' unread rest of the epoch, then epoch 1; log "
+               "resharded_repeats=0 resharded_skips=0",
+               f"unread rest {unread['syn']} (syn) / {unread['real']} (real) samples; final cursors {cur} = expected; "
+               f"log: {m.group(1)}", True)

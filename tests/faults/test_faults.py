@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 from cases_data import case_corrupt_5, case_corrupt_100, case_http, case_numeric
-from cases_elastic import case_elastic
+from cases_elastic import case_elastic, case_elastic_shards
 from cases_input import case_bad_input, case_disk_full
 from cases_runs import (
     case_accum_nan_resume,
@@ -57,6 +57,11 @@ def test_accum_nan_then_sigkill(ctx, record):
 @pytest.mark.parametrize("stage, w_from, w_to", [(2, 2, 1), (2, 1, 2), (3, 2, 1), (3, 1, 2), (0, 2, 1), (1, 2, 1)])
 def test_elastic_resume(ctx, record, stage, w_from, w_to):
     record(case_elastic(ctx, stage, w_from, w_to), f"elastic ZeRO-{stage} {w_from}→{w_to}")
+
+
+@FULL
+def test_elastic_resume_real_shards(ctx, record):
+    record(case_elastic_shards(ctx), "elastic, real shards")
 
 
 @FULL
