@@ -75,10 +75,10 @@ def _known_failure(e: BaseException, cfg, in_fit: bool) -> str | None:
     written, a collective that failed because another rank died or hung (during training or start-up), a process
     group that never formed because a rank did not start. None for anything else (other set-up failures, such as a
     busy port, keep their traceback)."""
-    from daa.training.trainer import CheckpointWriteError
+    from daa.training.trainer import CheckpointWriteError, NonFiniteError
     from data_shards.stream import DataError
 
-    if isinstance(e, CheckpointWriteError):
+    if isinstance(e, (CheckpointWriteError, NonFiniteError)):
         return str(e)
     text = str(e)
     if isinstance(e, DataError):  # re-raised by a DataLoader worker with the worker's traceback inside

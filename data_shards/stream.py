@@ -27,7 +27,9 @@ Design (why each piece is there):
   cursors of the last batch *yielded to the trainer* per worker. On resume each worker restarts at its local batch
   index and re-streams its current epoch up to the cursor *without decoding* (tar bytes only; earlier epochs are
   skipped without any I/O), and the DataLoader's worker roles are rotated so the first batch comes from worker n % W.
-  Cursors count raw samples, so skipped corrupt samples cannot shift a resumed run.
+  Cursors count raw samples, so skipped corrupt samples cannot shift a resumed run. On another world size (or
+  num_workers), `load_resharded` takes every old rank's state and the new readers first share out the rest of the
+  epoch in progress (data_shards.reshard): nothing repeated or lost.
 - **Robust.** A corrupt/undecodable member, a sample missing a member, syn/gt size mismatch, a missing or truncated
   tar are warned about, skipped and counted in `stream.stats` (a Counter); never a crash. A reader that finds no
   readable sample in a whole epoch, or that skips as many corrupt samples in a row as the stream holds (nothing in
@@ -44,6 +46,7 @@ Design (why each piece is there):
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import warnings
@@ -55,6 +58,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import reshard as rs
 from . import urls
 from .imageio import decode_image
 from .imageio import to_float01 as to_float
@@ -207,10 +211,11 @@ class _WorkerStream(torch.utils.data.IterableDataset):
     """Batches of one rank's logical workers. Inside a DataLoader, DataLoader worker i plays logical worker
     (i + rotate) % W so that a resumed loader continues the round-robin where the checkpoint left it."""
 
-    def __init__(self, cfg: StreamConfig, man: dict, rank: int, world_size: int, plans: list[_Plan], rotate: int):
+    def __init__(self, cfg: StreamConfig, man: dict, rank: int, world_size: int, plans: list[_Plan], rotate: int,
+                 reshard: dict | None = None):
         super().__init__()
         self.cfg, self.man, self.rank, self.world = cfg, man, rank, world_size
-        self.plans, self.rotate = plans, rotate
+        self.plans, self.rotate, self.reshard = plans, rotate, reshard or {}
         self.W = max(1, cfg.num_workers)
 
     def _streams(self) -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -243,10 +248,16 @@ class _WorkerStream(torch.utils.data.IterableDataset):
             # (shards listed by a pattern have no counts: then a generous bound)
             limit[name] = max(1, sum(int(s["count"]) if s.get("count") is not None else 10_000
                                      for s in have[shard_stream]["shards"]))
-            readers[name] = ShardReader(cfg.shards, have[shard_stream], shard_stream, cfg.seed, g, G,
-                                         cfg.shuffle_buffer, stats, code=STREAM_CODES[name], timeout=cfg.read_timeout)
+            readers[name] = _reader(cfg, have, name, g, G, stats)
             cursors[name] = tuple(plan.cursors.get(name, (0, 0)))
-            iters[name] = readers[name].samples(*cursors[name])
+            rp = self.reshard.get(name)
+            if rp is not None and cursors[name][0] == rs.REMAINDER:  # the rest of an epoch begun on other ranks
+                iters[name] = itertools.chain(
+                    rs.remainder(lambda r, n, name=name: _reader(cfg, have, name, r, n, stats), rp, g, G,
+                                 cursors[name][1]),
+                    readers[name].samples(rp["end_epoch"] + 1, 0))
+            else:
+                iters[name] = readers[name].samples(*cursors[name])
         on_the_fly = self.man.get("syn_on_the_fly", False)
         lo, hi = cfg.awgn_sigma
         k = plan.batch
@@ -297,6 +308,13 @@ class _WorkerStream(torch.utils.data.IterableDataset):
             yield out
 
 
+def _reader(cfg: StreamConfig, have: dict, name: str, g: int, G: int, stats: Counter) -> ShardReader:
+    """Reader g of G of stream `name` (a ref stream without ref shards reads the syn shards' gt)."""
+    src = name if name in have else "syn"
+    return ShardReader(cfg.shards, have[src], src, cfg.seed, g, G, cfg.shuffle_buffer, stats, code=STREAM_CODES[name],
+                       timeout=cfg.read_timeout)
+
+
 class TrainStream:
     """Infinite iterable of training batches for one rank (see the module docstring).
 
@@ -325,6 +343,7 @@ class TrainStream:
         self.batches = 0
         self.stats: Counter = Counter()
         self._plans = [_Plan(w) for w in range(self.W)]
+        self.reshard: dict[str, dict] = {}  # per stream: the remainder plan of the last elastic resume (reshard.py)
 
     # -- introspection -------------------------------------------------------------------------------------------
     @property
@@ -342,28 +361,70 @@ class TrainStream:
 
     # -- state -----------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"format": FORMAT, "seed": self.cfg.seed, "rank": self.rank, "world_size": self.world_size,
+        return {"format": FORMAT, "version": rs.STATE_VERSION, "reshard": self.reshard,
+                "seed": self.cfg.seed, "rank": self.rank, "world_size": self.world_size,
                 "num_workers": self.cfg.num_workers, "batch_size": self.cfg.batch_size, "batches": self.batches,
                 "workers": [{"batch": pl.batch, "cursors": {k: list(v) for k, v in pl.cursors.items()}}
                             for pl in self._plans],
                 "stats": dict(self.stats)}
 
     def load_state_dict(self, state: dict) -> None:
-        mine = {"seed": self.cfg.seed, "rank": self.rank, "world_size": self.world_size,
-                "num_workers": self.cfg.num_workers, "batch_size": self.cfg.batch_size}
-        diff = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
-        if diff:
-            raise ValueError("cannot resume the data stream exactly: saved vs current " +
-                             ", ".join(f"{k} {a}≠{b}" for k, (a, b) in diff.items()))
+        """This rank's state, saved at the same world size and num_workers (format 1, without `version`, or 2)."""
+        self._check(state, ("rank", "world_size", "num_workers"))
         self.batches = int(state["batches"])
         self._plans = [_Plan(w, int(s["batch"]), {k: tuple(v) for k, v in s["cursors"].items()})
                        for w, s in enumerate(state["workers"])]
         self.stats = Counter(state.get("stats", {}))
+        self.reshard = {k: dict(v) for k, v in (state.get("reshard") or {}).items()}
+
+    def load_resharded(self, states: list[dict]) -> None:
+        """Continue from the states of *every* rank of a run with another world size (or num_workers): the new
+        readers first share out the rest of each stream's epoch in progress (data_shards.reshard), so nothing is
+        repeated or lost; `stats` counts resharded_repeats (always 0) and resharded_skips (0 unless a previous
+        reshard's remainder was unfinished). Problem counts of the old ranks are carried by rank 0."""
+        for st in states:
+            self._check(st, ())
+        have = self.manifest["streams"]
+        self.batches, self._plans, self.reshard = 0, [_Plan(w) for w in range(self.W)], {}
+        counted: Counter = Counter()
+        cursors = {}
+        for name in ("syn", "real", "ref"):
+            if name != "syn" and not (self.cfg.with_real if name == "real" else self.cfg.with_ref):
+                continue
+            cur = rs.old_cursors(states, name)
+            if any(e == rs.REMAINDER for e, _ in cur):  # resharded again before the last remainder was read
+                src = name if name in have else "syn"
+                counts = {s["file"]: s.get("count") for s in have[src]["shards"]}
+                start = rs.skip_unfinished(lambda g, n, name=name: _reader(self.cfg, have, name, g, n, Counter()),
+                                           counts, states, name, counted)
+                cursors[name] = (start, 0)
+            else:
+                self.reshard[name] = {"from_readers": len(cur), "cursors": [list(c) for c in cur],
+                                      "end_epoch": max(e for e, _ in cur)}
+                cursors[name] = (rs.REMAINDER, 0)
+        for pl in self._plans:
+            pl.cursors = dict(cursors)
+        self.stats = Counter()
+        if self.rank == 0:
+            for st in states:
+                self.stats.update(st.get("stats", {}))
+            self.stats.update({"resharded_repeats": 0, "resharded_skips": 0, **counted})
+
+    def _check(self, state: dict, same: tuple[str, ...]) -> None:
+        mine = {"seed": self.cfg.seed, "rank": self.rank, "world_size": self.world_size,
+                "num_workers": self.cfg.num_workers, "batch_size": self.cfg.batch_size}
+        diff = {k: (state.get(k), mine[k]) for k in ("seed", "batch_size", *same) if state.get(k) != mine[k]}
+        if state.get("version", 1) > rs.STATE_VERSION:
+            diff["version"] = (state["version"], rs.STATE_VERSION)
+        if diff:
+            raise ValueError("cannot resume the data stream exactly: saved vs current " +
+                             ", ".join(f"{k} {a}≠{b}" for k, (a, b) in diff.items()))
 
     # -- iteration -------------------------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict]:
         ds = _WorkerStream(self.cfg, self.manifest, self.rank, self.world_size,
-                           [_Plan(p.worker, p.batch, dict(p.cursors)) for p in self._plans], self.batches % self.W)
+                           [_Plan(p.worker, p.batch, dict(p.cursors)) for p in self._plans], self.batches % self.W,
+                           self.reshard)
         if self.cfg.num_workers == 0:
             it = iter(ds)
         else:

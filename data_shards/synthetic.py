@@ -44,3 +44,8 @@ class SyntheticStream:
 
     def load_state_dict(self, state: dict) -> None:
         self.consumed = state["consumed"]
+
+    def load_resharded(self, states: list[dict]) -> None:
+        """States of every rank of a run on another world size: continue after the furthest batch index any of them
+        reached (batches are keyed by (seed, rank, index): none this rank yielded before comes again)."""
+        self.consumed = max(s["consumed"] for s in states)

@@ -215,3 +215,49 @@ def test_batch_arithmetic_fails_before_the_group_forms(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="not a multiple of micro_batch × world size = 2 × 2"):
         Trainer(cfg, stream=SyntheticStream(2, 16), valset=_val())
     assert not any(tmp_path.iterdir())  # nothing written into the run directory
+
+
+class _NaNAt(SyntheticStream):
+    """A synthetic stream whose batches at the given absolute indices carry a NaN (resume-safe: by index)."""
+
+    def __init__(self, *a, bad=(), **k):
+        super().__init__(*a, **k)
+        self.bad = set(bad)
+
+    def batch(self, index):
+        b = super().batch(index)
+        if index in self.bad:
+            b["x_s"][0, 0, 0, 0] = float("nan")
+        return b
+
+
+def test_accumulation_keeps_its_phase_after_a_skipped_micro_batch(tmp_path, monkeypatch):
+    """grad_accum 2 and one NaN batch (the 2nd micro-batch of the 1st step): the skipped micro-batch is replaced, so
+    DeepSpeed's micro-step count stays a multiple of grad_accum after every train_step and each optimizer step
+    averages grad_accum finite micro-batches."""
+    monkeypatch.setenv("DAA_NO_TQDM", "1")
+    t = Trainer(_cfg(tmp_path, "objective.mode=daa"), stream=_NaNAt(4, 16, bad={1}), valset=None)
+    assert t.accum == 2
+    it = iter(t.stream)
+    for n in range(1, 5):
+        terms = t.train_step(it)
+        assert t.engine.micro_steps % t.accum == 0, (n, t.engine.micro_steps)
+        assert t.engine.global_steps == n and torch.isfinite(terms["loss"])
+    assert t.skipped_steps == 1 and t.stream.consumed == 9 and t.images_seen == 36  # 8 used + 1 skipped
+    assert all(bool(torch.isfinite(p).all()) for p in t.engine.module.parameters())
+    t.save_checkpoint()
+    t.close()
+    r = Trainer(_cfg(tmp_path, "objective.mode=daa"), stream=_NaNAt(4, 16, bad={1}), valset=None)
+    assert (r.skipped_steps, r.images_seen, r.stream.consumed) == (1, 36, 9)  # the skip count survives a resume
+    r.close()
+
+
+def test_a_stream_of_nonfinite_batches_stops_the_run(tmp_path, monkeypatch):
+    import daa.training.trainer as trainer_mod
+
+    monkeypatch.setenv("DAA_NO_TQDM", "1")
+    monkeypatch.setattr(trainer_mod, "MAX_NONFINITE_IN_A_ROW", 3)
+    t = Trainer(_cfg(tmp_path, "objective.mode=baseline"), stream=_NaNAt(4, 16, bad=range(100)), valset=None)
+    with pytest.raises(trainer_mod.NonFiniteError, match="4 micro-batches in a row had a non-finite input"):
+        t.train_step(iter(t.stream))
+    t.close()

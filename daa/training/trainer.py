@@ -24,6 +24,7 @@ from ..models import build_diffusion_unet, build_restorer, count_parameters
 from ..objective import DAAObjective, alpha_at
 from .checkpoint import CheckpointDir, rng_state, set_rng_state, tag_for
 from .distributed import DistInfo, all_reduce_max, all_reduce_mean, any_rank, barrier, init_distributed
+from .elastic import load_rank_states_resharded, plan_elastic, prune_universal, universal_dir
 from .evaluation import evaluate, save_grid, to_range
 from .levers import apply_levers, to_layout
 from .logger import RunLogger
@@ -38,6 +39,14 @@ DATA_SKIP_KINDS = DATA_SKIP_SAMPLES + ("truncated_shards", "short_shards", "miss
 
 class CheckpointWriteError(RuntimeError):
     """A checkpoint could not be written (disk full, quota, I/O error); the previous complete one is intact."""
+
+
+class NonFiniteError(RuntimeError):
+    """Too many micro-batches in a row had a non-finite input or loss: training cannot make a step."""
+
+
+MAX_NONFINITE_IN_A_ROW = 64
+"""Consecutive non-finite micro-batches (all ranks together) tolerated while one optimizer step is being filled."""
 
 
 def step_seed(seed: int, rank: int, micro_step: int) -> int:
@@ -79,6 +88,10 @@ class Trainer:
         self.valset = valset if valset is not None else self._load_valset()
         self._check_run_dir()
         self.log = RunLogger(self.run_dir, self.dist.is_main, cfg.run.tensorboard)
+        # before the engine: loading a universal checkpoint is a DeepSpeed config option
+        self.elastic = plan_elastic(self.run_dir, self.dist, cfg.run.zero_stage)
+        if self.elastic and cfg.run.zero_stage > 0:
+            self.ds_config = {**self.ds_config, "checkpoint": {"load_universal": True}}
         if cfg.run.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             # ...but do not NaN-fill every torch.empty: DeepSpeed allocates GB-sized gradient buckets with it
@@ -194,9 +207,13 @@ class Trainer:
             self.log.info(f"checkpoint {b} is incomplete (no COMPLETE marker, cut off while being written): skipped")
         if tag is None:
             return
-        _, client = self.engine.load_checkpoint(str(self.ckpt.root), tag=tag, load_module_strict=True)
+        el = self.elastic
+        src = universal_dir(self.run_dir) if el and self.cfg.run.zero_stage > 0 else self.ckpt.root
+        _, client = self.engine.load_checkpoint(str(src), tag=tag, load_module_strict=True)
         if client is None:
             raise RuntimeError(f"checkpoint {self.ckpt.root / tag} could not be loaded")
+        if el:
+            self.engine._config.load_universal_checkpoint = False  # the next loads (if any) are ordinary ones
         # checkpoints written before issue #14 recorded the hash of a config whose objective.kernels had been set
         # from run.kernels; they belong to this run too
         legacy = dataclasses.replace(self.cfg, objective=dataclasses.replace(self.cfg.objective,
@@ -204,21 +221,32 @@ class Trainer:
         if client.get("config_hash") not in (self.config_hash, legacy):
             raise ConfigError(f"checkpoint {tag} was written by a different config (hash {client.get('config_hash')})")
         self.images_seen, self.micro_step = client["images_seen"], client["micro_step"]
-        self.skipped_steps = client.get("skipped_steps", 0)
+        # DeepSpeed keeps its own `skipped_steps` key in the checkpoint and drops it from the client state on load;
+        # checkpoints that stored ours under that name have it in the engine's counter instead
+        self.skipped_steps = client.get("daa_skipped_steps", self.engine.skipped_steps)
         self.ema.module.load_state_dict(client["ema"])
-        state = self.ckpt.read_rank_state(tag, self.dist.rank)
-        if state is not None:
-            if hasattr(self.stream, "load_state_dict") and state.get("stream") is not None:
-                self.stream.load_state_dict(state["stream"])
-            set_rng_state(state["rng"])
+        if el:
+            load_rank_states_resharded(self, tag, el["from_world"])
+        else:
+            state = self.ckpt.read_rank_state(tag, self.dist.rank)
+            if state is not None:
+                if hasattr(self.stream, "load_state_dict") and state.get("stream") is not None:
+                    self.stream.load_state_dict(state["stream"])
+                set_rng_state(state["rng"])
         self.history = client.get("history", [])
         self.log.info(f"resumed from {tag}: {self.images_seen:,} images seen")
+        if el:
+            made = "reused" if el.get("reused") else f"made in {el['seconds']:.1f} s"
+            how = (f"universal checkpoint {made}, {el['bytes'] / 2**20:.1f} MiB extra disk"
+                   if self.cfg.run.zero_stage > 0 else "no ZeRO partitions: loaded as it is")
+            self.log.info(f"elastic resume: {tag} was written by {el['from_world']} rank(s), continuing on "
+                          f"{self.dist.world_size} with grad_accum {self.accum} ({how})")
 
     def save_checkpoint(self) -> str:
         step = self.engine.global_steps
         tag = tag_for(step)
         client = {"images_seen": self.images_seen, "micro_step": self.micro_step, "config_hash": self.config_hash,
-                  "ema": self.ema.module.state_dict(), "skipped_steps": self.skipped_steps,
+                  "ema": self.ema.module.state_dict(), "daa_skipped_steps": self.skipped_steps,
                   "history": self.history}
         try:
             self.engine.save_checkpoint(str(self.ckpt.root), tag=tag, client_state=client)  # every rank: ZeRO shards
@@ -235,6 +263,7 @@ class Trainer:
         if self.dist.is_main:
             self.ckpt.mark_complete(tag, self.config_hash)
             self.ckpt.prune(self.cfg.run.keep_checkpoints)
+            prune_universal(self.run_dir, set(self.ckpt.complete_tags()))
         barrier()
         return tag
 
@@ -269,21 +298,36 @@ class Trainer:
                 for k, v in batch.items() if isinstance(v, torch.Tensor)}
 
     def train_step(self, batches) -> dict[str, torch.Tensor]:
-        """One optimizer step (grad_accum micro-steps). Returns the averaged loss terms of this rank as device
+        """One optimizer step: grad_accum finite micro-batches. Returns the averaged loss terms of this rank as device
         tensors: they are read (a host sync) only when they are logged.
 
+        A micro-batch whose input or loss is non-finite on any rank is skipped on every rank (no backward, no
+        engine.step()) and *replaced* by the next one from the stream, so every optimizer step still averages
+        exactly grad_accum finite micro-batches. Skipping it without a replacement would leave DeepSpeed's micro-step
+        counter one behind: from then on its accumulation boundary falls in the middle of our train_step, half an
+        accumulated gradient straddles every optimizer step and every checkpoint (DeepSpeed does not save partial
+        gradients), and a resume would no longer continue the run it interrupted. Replacing keeps
+        `engine.micro_steps` a multiple of grad_accum after every call on every rank (the decision is all-reduced);
+        the skipped batch still counts its images and its micro-step seed, so the data stream and the random
+        draws of a resumed run stay the same. More than MAX_NONFINITE_IN_A_ROW such batches in one step stop the
+        run with NonFiniteError (a diverged model would otherwise consume the whole stream).
+
         Host syncs: one per micro-step — a single all-reduced pair of flags (non-finite input on any rank,
-        non-finite loss on any rank) read after the forward, which skips the micro-batch on all ranks (no backward,
-        no step). A restorer with BatchNorm adds one before the forward: a forward pass in train mode on a
-        non-finite batch would already write NaN into the running statistics (and from there into the EMA, which
-        copies buffers), so for it the input is checked first (issue #7)."""
+        non-finite loss on any rank) read after the forward. A restorer with BatchNorm adds one before the forward:
+        a forward pass in train mode on a non-finite batch would already write NaN into the running statistics
+        (and from there into the EMA, which copies buffers), so for it the input is checked first."""
         sums: dict[str, torch.Tensor] = {}
-        n_ok = 0
-        for _ in range(self.accum):
+        n_ok = bad_in_a_row = 0
+        while n_ok < self.accum:
+            if bad_in_a_row > MAX_NONFINITE_IN_A_ROW:
+                raise NonFiniteError(f"{bad_in_a_row} micro-batches in a row had a non-finite input or loss (at "
+                                     f"{self.images_seen:,} images): the data or the model has diverged; lower "
+                                     "optim.lr or check the data, then resume from the last complete checkpoint")
             batch = self._to_device(next(batches))
             bad_input = ~torch.stack([torch.isfinite(v).all() for v in batch.values()]).all()  # on the device
             if self._has_batchnorm and all_reduce_max(bad_input.float().reshape(1))[0]:
                 self._skip_micro_step("non-finite input batch", images=True)
+                bad_in_a_row += 1
                 continue
             seed = step_seed(self.cfg.run.seed, self.dist.rank, self.micro_step)
             torch.manual_seed(seed)  # dropout and every draw of this micro-step
@@ -294,9 +338,11 @@ class Trainer:
             self.images_seen += self.cfg.run.micro_batch * self.dist.world_size
             flags = torch.stack([bad_input, ~torch.isfinite(loss.detach()).all()]).float()
             bad_in, bad_loss = all_reduce_max(flags)  # the one sync of this micro-step
-            if bad_in or bad_loss:  # on any rank: every rank skips it (no backward, no step)
+            if bad_in or bad_loss:  # on any rank: every rank skips it (no backward, no step) and draws another
                 self._skip_micro_step("non-finite input batch" if bad_in else "non-finite loss", images=False)
+                bad_in_a_row += 1
                 continue
+            bad_in_a_row = 0
             self.engine.backward(loss)
             boundary = self.engine.is_gradient_accumulation_boundary()
             self.engine.step()
@@ -308,14 +354,15 @@ class Trainer:
             if boundary:
                 with self._gathered(self.restorer):
                     self.ema.update(self.restorer, self.cfg.run.global_batch)
-        return {k: v / max(n_ok, 1) for k, v in sums.items()}
+        return {k: v / n_ok for k, v in sums.items()}
 
     def _skip_micro_step(self, why: str, images: bool) -> None:
         if images:  # skipped before the forward: the micro-step still counts its images
             self.micro_step += 1
             self.images_seen += self.cfg.run.micro_batch * self.dist.world_size
         self.skipped_steps += 1
-        self.log.info(f"{why} at {self.images_seen:,} images: micro-step skipped ({self.skipped_steps} so far)")
+        self.log.info(f"{why} at {self.images_seen:,} images: micro-step skipped, the next batch "
+                      f"takes its place ({self.skipped_steps} so far)")
 
     # ---- the loop -------------------------------------------------------------------------------------------------
     def _on_sigterm(self, signum, frame) -> None:

@@ -3,7 +3,9 @@
 # the project's own launch/slurm/train.sbatch for a few CPU training steps on 2 nodes × 1 rank, check the job
 # COMPLETED and the ranks formed one group; then lose a node under a running --requeue job and check that Slurm
 # requeues it and the rerun resumes from its checkpoint to COMPLETED (issue #7, docs/RELIABILITY.md); stop every
-# daemon. Recipe: shared/notes/slurm-local.md. SLURM_TEST_REQUEUE=0 skips the node-loss part.
+# daemon. Then a node that is gone for good: the job is resubmitted with --nodes=1 and the run continues on the one
+# node left (elastic resume). Recipe: shared/notes/slurm-local.md. SLURM_TEST_REQUEUE=0 skips the node-loss parts,
+# SLURM_TEST_ELASTIC=0 the last one.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 B=${SLURM_ROOT:-$ROOT/.slurm-local}
@@ -173,3 +175,41 @@ grep -q "finished: 640 images" "$RQ/log.txt" || { echo "test-slurm: the requeued
 [ -f "$RQ/export/restorer_ema.safetensors" ] || { echo "test-slurm: no export after the requeue"; exit 1; }
 echo "test-slurm: OK — node n2 lost under job $JR after $ckpt; Slurm requeued it (Restarts=1); the rerun resumed from" \
      "$resumed and COMPLETED with its export ($(( $(date +%s) - t_rq )) s)"
+
+[ "${SLURM_TEST_ELASTIC:-1}" = 0 ] && exit 0
+# ---- a node gone for good: resubmitted with --nodes=1, the run continues on one rank ------------------------------
+# A 2-node job (no requeue) loses n2 after its first complete checkpoint and ends; n2 stays down. What a Slurm user
+# does then: submit the same command with -N 1. The run must resume on 1 rank from the 2-rank checkpoint (universal
+# conversion, grad_accum 1 → 2) and end COMPLETED with all 640 images.
+t_el=$(date +%s)
+EL=$B/run-elastic
+EARGS=("${TINY[@]}" --set run.run_dir="$EL" --set run.total_images=640 --set run.log_every_images=32
+       --set run.ckpt_every_images=64 --set run.keep_checkpoints=2)
+JE=$(cd "$ROOT" && PYTHON=$PY sbatch --parsable --no-requeue -p debug -N 2 --ntasks-per-node=1 -t 00:10:00 \
+       -o "$B/jobs/%x-%j.out" launch/slurm/train.sbatch "${EARGS[@]}")
+echo "test-slurm: submitted job $JE (2 nodes, no requeue) for the lost-for-good case"
+t0=$(date +%s)
+until ls "$EL"/checkpoints/step*/COMPLETE >/dev/null 2>&1; do
+  state=$(job_field "$JE" JobState)
+  case "$state" in PENDING|RUNNING|CONFIGURING) ;; *) echo "test-slurm: job $JE ended $state before a checkpoint"
+                                                     job_out "$JE"; exit 1;; esac
+  if [ $(( $(date +%s) - t0 )) -gt 120 ]; then echo "test-slurm: no checkpoint after 120 s"; scancel "$JE"; exit 1; fi
+  sleep 0.2
+done
+n2=$(job_pids "$JE" n2)
+kill -KILL "$(cat "$B/run/slurmd-n2.pid")" $n2 2>/dev/null || true
+scontrol update NodeName=n2 State=DOWN Reason="node gone (make test-slurm)"
+wait_gone "$JE" 120
+echo "test-slurm: node n2 gone; job $JE ended $(job_field "$JE" JobState); resubmitting with -N 1"
+JE2=$(cd "$ROOT" && PYTHON=$PY sbatch --parsable -p debug -N 1 --ntasks-per-node=1 -t 00:10:00 \
+        -o "$B/jobs/%x-%j.out" launch/slurm/train.sbatch "${EARGS[@]}")
+wait_gone "$JE2" "$TIMEOUT"
+state=$(job_field "$JE2" JobState)
+job_out "$JE2" 6
+[ "$state" = COMPLETED ] || { echo "test-slurm: resubmitted job $JE2 ended $state"; exit 1; }
+el=$(grep -oP "elastic resume: \Kstep\d+ was written by 2 rank\(s\), continuing on 1 .*" "$EL/log.txt" | tail -n1)
+[ -n "$el" ] || { echo "test-slurm: the resubmitted run did not resume on 1 rank"; tail -n 5 "$EL/log.txt"; exit 1; }
+grep -q "finished: 640 images" "$EL/log.txt" || { echo "test-slurm: the resubmitted run did not finish"; exit 1; }
+[ -f "$EL/export/restorer_ema.safetensors" ] || { echo "test-slurm: no export after the resubmission"; exit 1; }
+echo "test-slurm: OK — node n2 gone under job $JE; job $JE2 (-N 1) resumed $el and COMPLETED" \
+     "($(( $(date +%s) - t_el )) s)"

@@ -2,6 +2,7 @@
 never join."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -179,6 +180,52 @@ def case_half_written(ctx: Ctx) -> Row:
     return Row("preempt: half-written checkpoint", "newest checkpoint dir holds truncated files and no COMPLETE",
                "skipped with a warning; previous complete one used; result bit-equal",
                f"warned, resumed from {complete[-1]}, EMA bit-equal", True)
+
+
+def case_accum_nan_resume(ctx: Ctx) -> Row:
+    """grad_accum 2 on 2 ranks, a NaN batch on rank 1 (the 2nd micro-batch of step 2), SIGKILL after a later
+    checkpoint, same command re-run: bit-equal to an uninterrupted run that met the same NaN batch, and DeepSpeed's
+    micro-step counter a multiple of grad_accum at the end of both."""
+    script = Path(__file__).with_name("numeric_worker.py")
+    nan_at = [3]
+    args = ["run.global_batch=16", "run.deterministic=true", "run.total_images=192", "run.log_every_images=16",
+            "run.ckpt_every_images=32", "run.keep_checkpoints=2"]
+
+    def cmd(d):
+        return [PY, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_port()),
+                str(script), "batch_nan", json.dumps(nan_at), *TINY, f"run.run_dir={d}", *args]
+
+    ref, d = ctx.tmp / "accum_nan_ref", ctx.tmp / "accum_nan_cut"
+    p = run(cmd(ref))
+    check(p.returncode == 0, f"uninterrupted run failed: {tail(p.stderr, 3)}")
+    proc = start(cmd(d), ctx.tmp / "accum_nan_cut.log")
+    hit = wait_for(lambda: images_logged(d) >= 104, proc, 180)  # past the NaN and two checkpoints
+    killpg(proc)
+    proc.wait()
+    check(hit, "the run ended before the kill could be delivered")
+    at = images_logged(d)
+    check("finished:" not in (d / "log.txt").read_text(), "the run had already finished when it was killed")
+    p = run(cmd(d))
+    check(p.returncode == 0, f"rerun failed: {tail(p.stderr, 3)}")
+    m = re.findall(r"resumed from (step\d+)", (d / "log.txt").read_text())
+    check(bool(m), "the rerun did not resume from a checkpoint")
+    res = [json.loads((x / f"result{r}.json").read_text()) for x in (ref, d) for r in range(2)]
+    eq = all(same_weights(ref / "export" / f, d / "export" / f) for f in ("restorer.safetensors",
+                                                                          "restorer_ema.safetensors"))
+    bad = [f"skipped_steps {[r['skipped'] for r in res]} (ref rank 0/1, resumed rank 0/1), expected 1"
+           for _ in [0] if any(r["skipped"] != len(nan_at) for r in res)]
+    bad += [f"DeepSpeed micro_steps {[r['ds_micro_steps'] for r in res]} not a multiple of grad_accum 2"
+            for _ in [0] if any(r["accum"] != 2 or r["ds_micro_steps"] % 2 for r in res)]
+    bad += ["final restorer weights differ from the uninterrupted run that met the same NaN batch"] if not eq else []
+    check(not bad, "; ".join(bad))  # every symptom at once
+    return Row("numeric: NaN batch under grad_accum 2, then SIGKILL",
+               f"2 ranks, grad_accum 2, NaN in x_s on rank 1 at micro-batch {nan_at[0]}; SIGKILL to every rank + "
+               "torchrun after 2 later checkpoints; same command re-run",
+               "the NaN micro-batch is replaced (optimizer steps keep grad_accum finite micro-batches); DeepSpeed "
+               "micro_steps % grad_accum = 0; final raw + EMA restorer bit-equal to an uninterrupted run",
+               f"killed at {at} img; resumed from {m[-1]}; skipped_steps=1, micro_steps "
+               f"{res[0]['ds_micro_steps']} (ref) / {res[2]['ds_micro_steps']} (resumed) after "
+               f"{res[0]['ds_global_steps']} steps; weights bit-equal", True)
 
 
 # ---- 2. one rank dies -----------------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
     torchrun --nproc_per_node 2 numeric_worker.py batch_nan|batch_inf|loss_inf STEPS_JSON CONFIG_OVERRIDES...
 
-Writes result<rank>.json into the run directory: how many steps were skipped and whether every tensor (weights, EMA
-with its buffers, Adam state) stayed finite."""
+Writes result<rank>.json into the run directory: how many steps were skipped, whether every tensor (weights, EMA
+with its buffers, Adam state) stayed finite, and DeepSpeed's micro-step and optimizer-step counters."""
 import json
 import os
 import sys
@@ -21,11 +21,11 @@ rank = int(os.environ.get("RANK", 0))
 
 
 class Inject(SyntheticStream):
-    def __iter__(self):
-        for i, b in enumerate(super().__iter__()):
-            if where in ("batch_nan", "batch_inf") and rank == 1 and i in steps:
-                b["x_s"][0, 0, 0, 0] = float("nan") if where == "batch_nan" else float("inf")
-            yield b
+    def batch(self, index):  # by the stream's absolute batch index: a resumed run meets the same faulty batch
+        b = super().batch(index)
+        if where in ("batch_nan", "batch_inf") and rank == 1 and index in steps:
+            b["x_s"][0, 0, 0, 0] = float("nan") if where == "batch_nan" else float("inf")
+        return b
 
 
 if where == "loss_inf":
@@ -48,5 +48,6 @@ finite = all(bool(torch.isfinite(v).all()) for st in getattr(opt, "optimizer", o
 finite &= all(bool(torch.isfinite(p).all()) for p in t.engine.module.parameters())
 finite &= all(bool(torch.isfinite(v).all()) for v in t.ema.module.state_dict().values() if v.is_floating_point())
 with open(os.path.join(cfg.run.run_dir, f"result{rank}.json"), "w") as f:
-    json.dump({"rank": rank, "skipped": t.skipped_steps, "finite": finite}, f)
+    json.dump({"rank": rank, "skipped": t.skipped_steps, "finite": finite, "accum": t.accum,
+               "ds_micro_steps": t.engine.micro_steps, "ds_global_steps": t.engine.global_steps}, f)
 t.close()

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import pytest
 from cases_data import case_corrupt_5, case_corrupt_100, case_http, case_numeric
+from cases_elastic import case_elastic, case_elastic_shards
 from cases_input import case_bad_input, case_disk_full
 from cases_runs import (
+    case_accum_nan_resume,
     case_agent_kills,
     case_half_written,
     case_rank_dies,
@@ -44,6 +46,22 @@ def test_sigterm(ctx, record):
 @FULL
 def test_sigterm_dataloader_workers(ctx, record):
     record(case_sigterm_workers(ctx), "SIGTERM, DataLoader workers")
+
+
+@FULL
+def test_accum_nan_then_sigkill(ctx, record):
+    record(case_accum_nan_resume(ctx), "grad_accum + NaN + SIGKILL")
+
+
+@FULL
+@pytest.mark.parametrize("stage, w_from, w_to", [(2, 2, 1), (2, 1, 2), (3, 2, 1), (3, 1, 2), (0, 2, 1), (1, 2, 1)])
+def test_elastic_resume(ctx, record, stage, w_from, w_to):
+    record(case_elastic(ctx, stage, w_from, w_to), f"elastic ZeRO-{stage} {w_from}→{w_to}")
+
+
+@FULL
+def test_elastic_resume_real_shards(ctx, record):
+    record(case_elastic_shards(ctx), "elastic, real shards")
 
 
 @FULL
