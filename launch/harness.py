@@ -1,5 +1,6 @@
 """What the harnesses share — benchmarks (launch/bench, launch/bench/kernels, the loader benchmark), studies
-(launch/studies) and the fault suite: the checkout's commit, CSV rows with a fixed header, free TCP ports, quantiles of timings.
+(launch/studies) and the fault suite: the checkout's commit, CSV rows with a fixed header, free TCP ports, quantiles
+of timings.
 
 Product code never imports this module (it lives beside the product, not in it).
 """
