@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The installed product, away from the checkout: build a wheel, install it into a fresh venv outside the repository,
-# and run the console scripts from another directory (named configs must load from the package, issue #14).
+# and run the console scripts from another directory (named configs must load from the package).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

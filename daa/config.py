@@ -164,7 +164,7 @@ class TrainConfig:
         m = self.model
         try:
             rc = restorer_config(m.restorer, m.restorer_preset, **m.restorer_args)
-            # the data pipeline yields RGB and the objective adds R(x) to x: 3 channels in and out (issue #7)
+            # the data pipeline yields RGB and the objective adds R(x) to x: 3 channels in and out
             for side in ("in_channels", "out_channels"):
                 if getattr(rc, side, 3) != 3:
                     raise ValueError(f"restorer_args.{side}={getattr(rc, side)}: training data is RGB, the restorer "

@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--csv", help="append per-image rows and the mean to this CSV")
     a = p.parse_args(argv)
-    if a.csv and not Path(a.csv).resolve().parent.is_dir():  # fail before scoring, not after (issue #7)
+    if a.csv and not Path(a.csv).resolve().parent.is_dir():  # fail before scoring, not after
         print(f"error: --csv {a.csv}: folder {Path(a.csv).parent} does not exist", file=sys.stderr)
         return 2
     problem = _usage_error(a)

@@ -41,8 +41,8 @@ class ObjectiveConfig:
     alpha_decay_start_images: int = 0
     alpha_decay_images: int = 0
     """α cool-down (off at 0): from alpha_decay_start_images on, the ramp's α is scaled by a factor falling linearly
-    from 1 to 0 over alpha_decay_images, so the restorer ends on its source loss alone (not in the paper; DAA-mini's
-    round 5 tries it against the source cost, docs/RESULTS.md Amendment 5)."""
+    from 1 to 0 over alpha_decay_images, so the restorer ends on its source loss alone (not in the paper: a lever
+    against the source-domain cost of the noise loss)."""
     channel_shuffle: bool = True
     """Per-sample p=0.5 swap of the two condition slots (Table 4 'CS')."""
     residual_swap: bool = True

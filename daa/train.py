@@ -53,7 +53,7 @@ def main(argv=None) -> int:
             trainer.close()
         # tear the process group down before the interpreter exits: left to interpreter shutdown, gloo's threads
         # sometimes abort the process ("terminate called without an active exception", exit -6) after a run that
-        # finished and checkpointed, and the launcher (torchrun, srun) then reports the job as failed (issue #7)
+        # finished and checkpointed, and the launcher (torchrun, srun) then reports the job as failed
         import torch.distributed as dist
 
         if dist.is_initialized():
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
 
 
 def _known_failure(e: BaseException, cfg, in_fit: bool) -> str | None:
-    """One line for the failures a user must act on (issue #7): unusable shards, a checkpoint that could not be
+    """One line for the failures a user must act on: unusable shards, a checkpoint that could not be
     written, a collective that failed because another rank died or hung (during training or start-up), a process
     group that never formed because a rank did not start. None for anything else (other set-up failures, such as a
     busy port, keep their traceback)."""

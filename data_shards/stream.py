@@ -282,7 +282,7 @@ class _WorkerStream(torch.utils.data.IterableDataset):
                     except _BadSample as e:
                         stats[e.kind] += 1
                         bad_run += 1
-                        if bad_run >= limit[name]:  # 100 % corrupt: stop instead of spinning (issue #7)
+                        if bad_run >= limit[name]:  # 100 % corrupt: stop instead of spinning
                             raise DataError(f"data_shards: {name} stream in {cfg.shards}: {bad_run} samples in a "
                                             f"row could not be used (last: {e}); the shards look corrupt") from None
                         warnings.warn(f"data_shards: {name} sample {s.get('__key__')} in "
@@ -444,7 +444,7 @@ def _ignore_sigterm(worker_id: int) -> None:
     """DataLoader workers ignore SIGTERM; the training process decides. Slurm (preemption, time limit, `scancel`,
     srun forwarding) and torchrun's agent signal every process of a rank, the workers included, and torch's worker
     handler dies on a SIGTERM not sent by its parent: the rank then failed with "DataLoader worker exited
-    unexpectedly" instead of saving its checkpoint at the next step boundary (issue #7). A worker still ends with
+    unexpectedly" instead of saving its checkpoint at the next step boundary. A worker still ends with
     its DataLoader, or when the training process is gone (torch's parent watchdog), or on SIGKILL."""
     import signal
 

@@ -1,4 +1,4 @@
-"""Fused GroupNorm → per-sample scale/shift → SiLU, the memory-bound chain of every ResBlock of ε_θ (issue #13).
+"""Fused GroupNorm → per-sample scale/shift → SiLU, the memory-bound chain of every ResBlock of ε_θ.
 
     y = silu(z'),  z' = (GN(x)·w + b)·(1 + scale) + shift,  GN(x) = (x − μ_g)·rstd_g  over each (sample, group)
 

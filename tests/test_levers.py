@@ -1,4 +1,4 @@
-"""The step-speed levers (daa.training.levers, issue #13): switches that change kernels and layouts, not the maths —
+"""The step-speed levers (daa.training.levers): switches that change kernels and layouts, not the maths —
 loss and every gradient of both networks within tolerance of the plain step on CPU, and a run may switch them on
 resume (they are resumable fields)."""
 from __future__ import annotations

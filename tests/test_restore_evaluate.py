@@ -72,7 +72,7 @@ def test_restore_cli_errors_and_no_overwrite(tmp_path, weights, capsys):
 
 
 def test_restore_names_an_unsupported_channel_count(tmp_path, weights, capsys):
-    """A multispectral (5-channel) TIFF, which OpenCV refuses to decode, is reported by its channel count (#7)."""
+    """A multispectral (5-channel) TIFF, which OpenCV refuses to decode, is reported by its channel count."""
     tifffile = pytest.importorskip("tifffile")
     inp = tmp_path / "in"
     inp.mkdir()

@@ -150,7 +150,7 @@ def test_incomplete_checkpoint_is_skipped(tmp_path, monkeypatch):
 
 def test_resume_with_another_run_kernels(tmp_path, monkeypatch):
     """run.kernels is declared resumable (it picks an implementation, not the maths): a run started with one and
-    resumed with another continues, and the config is not mutated by building the objective (issue #14)."""
+    resumed with another continues, and the config is not mutated by building the objective."""
     monkeypatch.setenv("DAA_NO_TQDM", "1")
     args = ["objective.mode=daa", "run.log_every_images=8", "run.ckpt_every_images=8", "run.eval_every_images=100"]
     cfg = _cfg(tmp_path, *args, "run.total_images=8", "run.kernels=torch")
@@ -163,7 +163,7 @@ def test_resume_with_another_run_kernels(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("restorer, per_step", [("unet", 1), ("dncnn", 2)])
 def test_host_syncs_per_optimizer_step(tmp_path, monkeypatch, restorer, per_step):
-    """The CPU stand-in for CUDA sync debug mode (issue #13): count the tensor → host reads (item, bool, float,
+    """The CPU stand-in for CUDA sync debug mode: count the tensor → host reads (item, bool, float,
     int, tolist) that the trainer's own code makes inside train_step. One per step: the all-reduced pair of
     non-finite flags; the loss terms are read only at log time. A BatchNorm restorer adds the input check that must
     come before its forward. (DeepSpeed's own grad-norm check and torch Adam's CPU step counter are not ours.)"""

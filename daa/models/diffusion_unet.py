@@ -63,7 +63,7 @@ class DiffusionUNetConfig:
     norm: str = "fp32"
     """GroupNorm under bf16/fp16: 'fp32' = guided-diffusion's GroupNorm32 (input and affine cast to fp32 and the
     output back: two extra passes over the activations); 'native' = F.group_norm in the input dtype, whose kernels
-    accumulate the statistics in fp32 anyway (issue #13); 'fused' = GroupNorm, the ResBlock's scale/shift and the
+    accumulate the statistics in fp32 anyway; 'fused' = GroupNorm, the ResBlock's scale/shift and the
     SiLU after it in one Triton kernel on CUDA (kernels/group_norm_silu.py: fp32 maths, one rounding), the eager
     reference elsewhere; the attention block's GroupNorm (no SiLU after it) runs 'native'. The same function in
     fp32, the same parameter names for all three."""

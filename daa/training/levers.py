@@ -1,4 +1,4 @@
-"""Step-speed levers (issue #13): each a `run.*` switch that changes kernels, layouts or launch overhead but not the
+"""Step-speed levers: each a `run.*` switch that changes kernels, layouts or launch overhead but not the
 maths — tests/test_levers.py checks loss and gradients within tolerance on CPU; launch/bench/step.py
 (`--trainer-set run.X=…`) measures them.
 

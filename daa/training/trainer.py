@@ -127,7 +127,7 @@ class Trainer:
                 diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in _resumable()]
                 raise ConfigError(f"run dir {self.run_dir} holds a run with a different config "
                                   f"(differs in {', '.join(diff[:5]) or 'hash'}); use another run.run_dir")
-        # checkpoints copied in from another run are refused here, before config.yaml is written (issue #7)
+        # checkpoints copied in from another run are refused here, before config.yaml is written
         ckpt = CheckpointDir(self.run_dir)
         tag = ckpt.latest(warn=False)
         saved = ckpt.config_hash(tag) if tag else None
@@ -214,7 +214,7 @@ class Trainer:
             raise RuntimeError(f"checkpoint {self.ckpt.root / tag} could not be loaded")
         if el:
             self.engine._config.load_universal_checkpoint = False  # the next loads (if any) are ordinary ones
-        # checkpoints written before issue #14 recorded the hash of a config whose objective.kernels had been set
+        # older checkpoints recorded the hash of a config whose objective.kernels had been set
         # from run.kernels; they belong to this run too
         legacy = dataclasses.replace(self.cfg, objective=dataclasses.replace(self.cfg.objective,
                                                                              kernels=self.cfg.run.kernels)).hash()
@@ -379,7 +379,7 @@ class Trainer:
             signal.signal(signal.SIGTERM, self._on_sigterm)
             # restart system calls the signal interrupts (SA_RESTART): Python installs handlers without it, so a
             # SIGTERM landing inside a blocking gloo/NCCL socket call could fail that collective with EINTR instead
-            # of being acted on at the next step boundary (issue #7)
+            # of being acted on at the next step boundary
             signal.siginterrupt(signal.SIGTERM, False)
         batches = iter(self.stream)
         last = {"log": self.images_seen, "eval": self.images_seen, "ckpt": self.images_seen}
@@ -434,7 +434,7 @@ class Trainer:
                     self.log.info(f"SIGTERM: saved checkpoint {tag} at {self.images_seen:,} images; exiting")
                     break
                 beat()
-            # corrupt samples the data stream skipped, summed over ranks: reported, never silent (issue #7)
+            # corrupt samples the data stream skipped, summed over ranks: reported, never silent
             counts = all_reduce_mean({k: float(self._data_skips().get(k, 0)) for k in DATA_SKIP_KINDS},
                                      self.dist.device)
         finally:

@@ -40,7 +40,7 @@ TARGET_PROFILES: dict[str, dict[str, dict]] = {
         # default profile (JPEG q 60-90) is blotchy low-frequency colour noise instead (0.70 / 0.21 / 0.46).
         "sidd": {"jpeg_enabled": False, "chroma_blur": 0.8, "sharpen": 1.2, "shot_range": (1.5e-3, 1.5e-2)},
         # The same camera pipeline in dimmer light (more shot noise, read noise following it): where an AWGN-trained
-        # restorer leaves more for a target-trained one to take (DAA-mini round 4 looks for that headroom). Input PSNR
+        # restorer leaves more for a target-trained one to take (headroom for adaptation to show). Input PSNR
         # against the camera's own rendering, pool-V crops: sidd 23.8 dB, sidd-dim ≈ 19, sidd-dark ≈ 15.
         "sidd-dim": {"jpeg_enabled": False, "chroma_blur": 0.8, "sharpen": 1.2, "shot_range": (5e-3, 2e-2)},
         "sidd-dark": {"jpeg_enabled": False, "chroma_blur": 0.8, "sharpen": 1.2, "shot_range": (1.5e-2, 4e-2)},

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure of issue #13 in one short device slot (≤ 8 min on an H200), from the repo root:
+# Every missing GPU figure (step, profile, levers, fused op) in one short device slot (≤ 8 min on an H200), from the repo root:
 #
 #   OUT=/some/dir bash launch/bench/gpu_check.sh
 #
@@ -13,7 +13,7 @@
 #    can fuse these chains itself; the levers set of the previous version of this script);
 # 5. a GPU profile of one trainer step by kernel category, plain and with the levers of 3 (profile_gpu.py);
 # 6. the fused op's microbenchmark per U-Net level (python -m launch.bench.kernels.group_norm_silu).
-# The condition builder's own benchmark (issue #3) is `kernels/gpu_check.sh`; its figures are in docs/benchmarks.
+# The condition builder's own benchmark is `kernels/gpu_check.sh`; its figures are in docs/benchmarks.
 # Needs torch + triton + pytest (the device image has them); what the image lacks (deepspeed, webdataset, pydantic,
 # ...) it installs from the carried wheels: run `make gpu-wheels` here first and carry .whl (no network is used).
 # Each step runs under `timeout` with at most what is left of GPU_CHECK_CAP_S (default 470 s). Writes to $OUT: env.txt (devices, versions, per-step

@@ -1,4 +1,4 @@
-"""Where a trainer step's GPU time goes, by kernel category (issue #13 item 2).
+"""Where a trainer step's GPU time goes, by kernel category.
 
     python launch/bench/profile_gpu.py --out $OUT/step_profile_gpu          # CUDA: paper sizes, bf16, B=24
     python launch/bench/profile_gpu.py --device cpu --size 32 --batch 2 --restorer-args '{"depth": 2, "wf": 8}' \

@@ -1,4 +1,4 @@
-"""Scaling model for many GPUs (issue #13 item 5): the bytes each collective moves per optimizer step, measured, and
+"""Scaling model for many GPUs: the bytes each collective moves per optimizer step, measured, and
 the images/s they allow on 8–256 GPUs under stated interconnect assumptions.
 
     python launch/bench/scaling.py                      # measure on 2 CPU ranks (ZeRO 1/2/3, fp32 + bf16), then model

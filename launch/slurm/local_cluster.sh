@@ -2,7 +2,7 @@
 # `make test-slurm`: start a 2-node Slurm cluster on this machine (munge + slurmctld + 2 slurmd, no systemd), submit
 # the project's own launch/slurm/train.sbatch for a few CPU training steps on 2 nodes × 1 rank, check the job
 # COMPLETED and the ranks formed one group; then lose a node under a running --requeue job and check that Slurm
-# requeues it and the rerun resumes from its checkpoint to COMPLETED (issue #7, docs/RELIABILITY.md); stop every
+# requeues it and the rerun resumes from its checkpoint to COMPLETED (docs/RELIABILITY.md); stop every
 # daemon. Then a node that is gone for good: the job is resubmitted with --nodes=1 and the run continues on the one
 # node left (elastic resume). Recipe: shared/notes/slurm-local.md. SLURM_TEST_REQUEUE=0 skips the node-loss parts,
 # SLURM_TEST_ELASTIC=0 the last one.
@@ -121,7 +121,7 @@ grep -q "world=2 " "$RUN/log.txt" || { echo "test-slurm: ranks did not form one 
 echo "test-slurm: OK — job $J COMPLETED on 2 nodes, one group of 2 ranks, $(wc -l < "$RUN/stats.jsonl") stats rows"
 
 [ "${SLURM_TEST_REQUEUE:-1}" = 0 ] && exit 0
-# ---- node loss under a --requeue job (issue #7) ------------------------------------------------------------------
+# ---- node loss under a --requeue job ------------------------------------------------------------------
 # train.sbatch carries --requeue. Once the job has written a complete checkpoint, node n2 is lost: its slurmd, the
 # job's slurmstepd there and the rank it runs die at once (SIGKILL), and slurmctld is told the node is DOWN, which is
 # what it concludes by itself after SlurmdTimeout. Slurm then requeues the job (NODE_FAIL); n2 comes back (a new

@@ -265,7 +265,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep", action="store_true", help="GPU: also time the Triton kernels over (BLOCK, num_warps)")
     ap.add_argument("--no-config-sweep", action="store_true", help="--target: skip its launch-config sweep")
     args = ap.parse_args(argv)
-    # unknown names were silently dropped (an empty run) or crashed with a KeyError: one line instead (issue #7)
+    # unknown names were silently dropped (an empty run) or crashed with a KeyError: one line instead
     bad = [o for o in args.ops.split(",") if o not in ("conditions", "noise_mse", "pipeline")]
     bad += [d for d in (args.dtypes or "").split(",") if d and d not in DTYPES]
     if bad:
