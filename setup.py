@@ -46,7 +46,7 @@ setup(
         "daa-noise-stats=data_shards.noise_stats:main",
     ]},
     extras_require={
-        "dev": ["pytest", "pytest-timeout", "ruff", "onnx", "onnxruntime"],  # ONNX: tests/test_export_onnx.py
+        "dev": ["pytest", "pytest-timeout", "ruff", "vulture", "onnx", "onnxruntime"],  # vulture, ONNX: tests
         "onnx": ["onnx", "onnxruntime"],  # daa-export --onnx, daa-restore --weights x.onnx
         "gpu": ["xformers"],
     },
