@@ -139,14 +139,17 @@ job_pids() {  # $1 job id, $2 node: the pids whose environment says they belong 
   grep -lzx "SLURM_JOB_ID=$1" /proc/[0-9]*/environ 2>/dev/null | xargs -r grep -lzx "SLURMD_NODENAME=$2" 2>/dev/null \
     | cut -d/ -f3 | tr '\n' ' ' || true
 }
-t0=$(date +%s)
-until ls "$RQ"/checkpoints/step*/COMPLETE >/dev/null 2>&1; do
-  state=$(job_field "$JR" JobState)
-  case "$state" in PENDING|RUNNING|CONFIGURING) ;; *) echo "test-slurm: job $JR ended $state before a checkpoint"
-                                                     job_out "$JR"; exit 1;; esac
-  if [ $(( $(date +%s) - t0 )) -gt 120 ]; then echo "test-slurm: no checkpoint after 120 s"; scancel "$JR"; exit 1; fi
-  sleep 0.2
-done
+wait_checkpoint() {  # $1 job id, $2 run dir: until the run has a complete checkpoint (the job still alive, ≤ 120 s)
+  local t0; t0=$(date +%s)
+  until ls "$2"/checkpoints/step*/COMPLETE >/dev/null 2>&1; do
+    state=$(job_field "$1" JobState)
+    case "$state" in PENDING|RUNNING|CONFIGURING) ;; *) echo "test-slurm: job $1 ended $state before a checkpoint"
+                                                       job_out "$1"; exit 1;; esac
+    if [ $(( $(date +%s) - t0 )) -gt 120 ]; then echo "test-slurm: no checkpoint after 120 s"; scancel "$1"; exit 1; fi
+    sleep 0.2
+  done
+}
+wait_checkpoint "$JR" "$RQ"
 ckpt=$(basename "$(dirname "$(ls -d "$RQ"/checkpoints/step*/COMPLETE | tail -n1)")")
 n1=$(job_pids "$JR" n1); n2=$(job_pids "$JR" n2)
 stepd=""; for p in $n2; do
@@ -188,14 +191,7 @@ EARGS=("${TINY[@]}" --set run.run_dir="$EL" --set run.total_images=640 --set run
 JE=$(cd "$ROOT" && PYTHON=$PY sbatch --parsable --no-requeue -p debug -N 2 --ntasks-per-node=1 -t 00:10:00 \
        -o "$B/jobs/%x-%j.out" launch/slurm/train.sbatch "${EARGS[@]}")
 echo "test-slurm: submitted job $JE (2 nodes, no requeue) for the lost-for-good case"
-t0=$(date +%s)
-until ls "$EL"/checkpoints/step*/COMPLETE >/dev/null 2>&1; do
-  state=$(job_field "$JE" JobState)
-  case "$state" in PENDING|RUNNING|CONFIGURING) ;; *) echo "test-slurm: job $JE ended $state before a checkpoint"
-                                                     job_out "$JE"; exit 1;; esac
-  if [ $(( $(date +%s) - t0 )) -gt 120 ]; then echo "test-slurm: no checkpoint after 120 s"; scancel "$JE"; exit 1; fi
-  sleep 0.2
-done
+wait_checkpoint "$JE" "$EL"
 n2=$(job_pids "$JE" n2)
 kill -KILL "$(cat "$B/run/slurmd-n2.pid")" $n2 2>/dev/null || true
 scontrol update NodeName=n2 State=DOWN Reason="node gone (make test-slurm)"
