@@ -314,11 +314,15 @@ class _HttpStream(RemoteStream):
 
     def _skip(self, left: int) -> None:
         self.refetched += left
+        t = time.monotonic()
         while left > 0:
             data = self._chunk(min(CHUNK, left))
             if not data:
                 raise ShardReadError(f"{self.url}: shorter than the {self.pos} bytes already read")
             left -= len(data)
+            now = time.monotonic()
+            self._rate(len(data), now - t)  # re-reading is held to the same minimum rate
+            t = now
 
     def _close_resp(self) -> None:
         try:
