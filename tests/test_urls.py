@@ -93,6 +93,25 @@ def test_trickling_shard_is_given_up_as_slow(shards, server):
     assert keys and not any(k.startswith(files[1].split(".")[0]) for k in keys)
 
 
+def test_trickling_pipe_is_cut_and_pauses_between_reads_do_not_count(tmp_path):
+    lim = urls.Limits(timeout=5, min_rate=1000, rate_window=0.3)
+    t0 = time.time()
+    with pytest.raises(urls.ShardSlow, match="below the minimum"):
+        with urls.open_url("pipe:while true; do printf x; sleep 0.01; done", lim) as f:
+            f.read()
+    assert time.time() - t0 < 5
+    small = tmp_path / "small.bin"
+    small.write_bytes(os.urandom(200_000))
+    lim = urls.Limits(timeout=5, min_rate=150_000, rate_window=0.3)
+    with urls.open_url(f"pipe:cat {small}", lim) as f:  # a consumer slower than the store is not a slow store:
+        time.sleep(0.5)  # (by wall time, 40 KB per 0.35 s would be 114 KB/s, below the bound)
+        parts = []
+        for _ in range(5):
+            parts.append(f.read(40_000))
+            time.sleep(0.35)
+    assert b"".join(parts) == small.read_bytes()
+
+
 def test_default_rate_bound_is_one_a_store_passes():
     assert StreamConfig("x").min_rate >= 16 * 1024 and StreamConfig("x").rate_window <= 60
     with pytest.raises(ValueError, match="min_rate"):
