@@ -40,12 +40,13 @@ class ShardReader:
 
     def __init__(self, shard_dir: str, info: dict, name: str, seed: int, g: int, num_readers: int, buffer: int,
                  stats: Counter, code: int | None = None, timeout: float | urls.Limits = urls.TIMEOUT,
-                 trust: bool = False):
+                 trust: bool = False, verify: bool = True):
         self.dir, self.name, self.seed, self.g, self.G, self.buffer = shard_dir, name, seed, g, num_readers, buffer
         self.limits = timeout if isinstance(timeout, urls.Limits) else urls.Limits(timeout=timeout)
         self.trust = trust  # the user opted in to manifest entries that are URLs, pipe: commands or absolute paths
         # the writer's sha256 per file, checked when a remote shard is read to its end
-        self.sha256 = {s["file"]: s.get("sha256") for s in info["shards"]} if urls.kind(shard_dir) != "local" else {}
+        remote = verify and urls.kind(shard_dir) != "local"
+        self.sha256 = {s["file"]: s.get("sha256") for s in info["shards"]} if remote else {}
         self.shards = [(s["file"], None if s.get("count") is None else int(s["count"])) for s in info["shards"]]
         self.stats = stats
         # Each stream has its own shuffle code, so streams are never shuffled alike (a ref stream read from the syn

@@ -42,7 +42,8 @@ MIN_RATE = 64 * 1024.0
 """Bytes/s a remote transfer must sustain over RATE_WINDOW seconds of reading (an object store gives MB/s)."""
 RATE_WINDOW = 30.0
 """Seconds of reading over which MIN_RATE is judged (time the consumer spends between reads does not count)."""
-CHUNK = 1 << 16
+CHUNK = 1 << 18
+"""Bytes asked of the server or command per system call; reads are served from it."""
 
 
 class ShardMissing(OSError):
@@ -193,13 +194,14 @@ class RemoteStream:
     def __init__(self, url: str, limits: Limits, attempts: Attempts, sha256: str | None):
         self.url, self.limits, self.attempts = url, limits, attempts
         self.failed: Exception | None = None
-        self.pos = 0  # bytes delivered
+        self.pos = 0  # bytes received (the Range of a resumption starts here)
         self.resumed = self.refetched = 0
         self.digest_ok: bool | None = None
         self._want = sha256
         self._sha = hashlib.sha256() if sha256 else None
         self._win_t = self._win_b = 0.0
         self._eof = False
+        self._buf, self._off = b"", 0  # received, not yet delivered
 
     # subclasses: _chunk(n) -> bytes (b"" at the end; raises ShardReadError); _recover(err) -> None when the
     # transfer goes on, else the error to fail with; _finish() at the end (may raise ShardReadError)
@@ -217,13 +219,18 @@ class RemoteStream:
                                 f"{lim.min_rate:.0f} B/s")
 
     def read(self, n: int = -1) -> bytes:
+        buf, off = self._buf, self._off
+        if 0 <= n <= len(buf) - off:  # tarfile's 10 KiB reads are served from the last chunk received
+            self._off = off + n
+            return buf[off:off + n]
         if self.failed is not None:
             raise self.failed
-        parts, got = [], 0
+        parts, got = ([buf[off:]] if off < len(buf) else []), len(buf) - off
+        self._buf, self._off = b"", 0
         t = time.monotonic()
         while not self._eof and (n < 0 or got < n):
             try:
-                data = self._chunk(CHUNK if n < 0 else min(CHUNK, n - got))
+                data = self._chunk(CHUNK)
                 now = time.monotonic()
                 self._rate(len(data), now - t)
                 t = now
@@ -244,7 +251,11 @@ class RemoteStream:
                 self._sha.update(data)
         if self._eof and self._sha is not None and self.digest_ok is None:
             self.digest_ok = self._sha.hexdigest() == self._want
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if 0 <= n < len(data):
+            self._buf, self._off = data, n
+            return data[:n]
+        return data
 
     def _finish(self) -> None:
         pass
