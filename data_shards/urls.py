@@ -362,6 +362,12 @@ class _PipeStream(RemoteStream):
         except OSError as e:
             raise ShardReadError(f"{url}: cannot start the command: {e}") from e
         self.fd = self.proc.stdout.fileno()
+        try:  # a larger pipe lets the command write ahead while the reader works (Linux; else the default 64 KiB)
+            import fcntl
+
+            fcntl.fcntl(self.fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), CHUNK * 4)
+        except OSError:
+            pass
 
     def _kill(self) -> None:
         try:
