@@ -61,6 +61,16 @@ class DataConfig:
     """Page-locked loader batches (None = on CUDA); the trainer copies them with non_blocking=True."""
     val_limit: int = 0
     """Evaluate on the first N validation crops only (0 = all)."""
+    read_timeout: float = 60.0
+    """Seconds a remote shard read (http(s), pipe:) may wait for a byte before it fails (and is retried)."""
+    min_rate: float = 65536.0
+    """Bytes/s a remote shard transfer must sustain over `rate_window` s of reading (else retried, then skipped and
+    counted as slow_shards); 0 = no rate check."""
+    rate_window: float = 30.0
+    verify_sha256: bool = True
+    """Check remote shards read whole against the manifest's sha256 (a mismatch is counted and warned)."""
+    trust_manifest_locations: bool = False
+    """Allow manifest entries that are URLs, pipe: commands or absolute paths (off: a one-line error)."""
 
     def range(self) -> tuple[float, float]:
         v = self.value_range if self.value_range != "auto" else ("01" if self.task == "denoise" else "11")

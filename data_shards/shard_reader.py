@@ -3,7 +3,6 @@ shuffle buffer and (epoch, position) cursors. `data_shards.stream` builds its ba
 (why the split, the cursors, the retries) are in that module's docstring."""
 from __future__ import annotations
 
-import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -17,6 +16,18 @@ STREAM_CODES = {"syn": 11, "real": 23, "ref": 37}
 """Per-stream seed salts: the reader's shuffle code and the writer's per-sample seed salt."""
 
 
+def _drain(f: urls.RemoteStream, limit: int = 1 << 20) -> None:
+    """Read what follows the tar's end-of-archive blocks (record padding), at most `limit` bytes."""
+    try:
+        while limit > 0:
+            data = f.read(min(limit, urls.CHUNK))
+            if not data:
+                return
+            limit -= len(data)
+    except urls.ShardReadError:
+        pass  # kept in f.failed: the shard is retried
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Per-stream reader: shard assignment, raw samples, deterministic shuffle, cursors
 # ----------------------------------------------------------------------------------------------------------------------
@@ -28,9 +39,14 @@ class ShardReader:
     (epoch, position) identifies a point in it exactly."""
 
     def __init__(self, shard_dir: str, info: dict, name: str, seed: int, g: int, num_readers: int, buffer: int,
-                 stats: Counter, code: int | None = None, timeout: float = urls.TIMEOUT):
+                 stats: Counter, code: int | None = None, timeout: float | urls.Limits = urls.TIMEOUT,
+                 trust: bool = False, verify: bool = True):
         self.dir, self.name, self.seed, self.g, self.G, self.buffer = shard_dir, name, seed, g, num_readers, buffer
-        self.timeout = timeout
+        self.limits = timeout if isinstance(timeout, urls.Limits) else urls.Limits(timeout=timeout)
+        self.trust = trust  # the user opted in to manifest entries that are URLs, pipe: commands or absolute paths
+        # the writer's sha256 per file, checked when a remote shard is read to its end
+        remote = verify and urls.kind(shard_dir) != "local"
+        self.sha256 = {s["file"]: s.get("sha256") for s in info["shards"]} if remote else {}
         self.shards = [(s["file"], None if s.get("count") is None else int(s["count"])) for s in info["shards"]]
         self.stats = stats
         # Each stream has its own shuffle code, so streams are never shuffled alike (a ref stream read from the syn
@@ -49,68 +65,79 @@ class ShardReader:
         mine = perm if self.sample_split else perm[self.g::self.G]
         return [self.shards[i][0] for i in mine]
 
-    def _warn(self, kind: str, msg: str) -> None:
+    def _warn(self, kind: str, msg: str, skipped: bool = True) -> None:
         if self._counting:
             self.stats[kind] += 1
-            warnings.warn(f"data_shards: {msg} (skipped)", RuntimeWarning, stacklevel=3)
+            warnings.warn(f"data_shards: {msg}{' (skipped)' if skipped else ''}", RuntimeWarning, stacklevel=3)
 
     def _shard_samples(self, fname: str, expected: int | None) -> Iterator[dict]:
-        """The samples of one shard. A remote read that fails (reset, timeout, 5xx, a failing pipe) is retried from
-        the start of the shard with bounded back-off, skipping the samples already yielded; a missing file or a
-        shard still unreadable after the last retry is skipped and counted (missing_shards, unreachable_shards)."""
-        url = urls.join(self.dir, fname)
+        """The samples of one shard. A remote read that fails (reset, timeout, 5xx, too slow, a failing pipe) is
+        retried with bounded back-off, one budget per shard (urls.Attempts): over HTTP the transfer resumes at the
+        byte it broke (urls), otherwise the shard is read again from its start, skipping the samples already
+        yielded. A missing file or a shard still unreadable after the last attempt is skipped and counted
+        (missing_shards; slow_shards when the last failure was a transfer below the minimum rate, else
+        unreachable_shards); every extra attempt counts as a read_retry."""
+        url = urls.join(self.dir, fname, self.trust)
         n = 0  # samples of this shard yielded so far
         last: Exception | None = None
-        for delay in (0.0, *urls.RETRY_DELAYS):
-            if delay:
-                time.sleep(delay)
-            try:
-                f = urls.open_url(url, self.timeout)
-            except urls.ShardMissing as e:
-                self._warn("missing_shards", f"{self.name} shard {fname}: {e}")
-                return
-            except urls.ShardReadError as e:
-                last = e
-                continue
-            failed, skip = [], n
+        attempts = urls.Attempts()
+        try:
+            while attempts.next():
+                try:
+                    f = urls.open_url(url, self.limits, attempts, self.sha256.get(fname))
+                except urls.ShardMissing as e:
+                    self._warn("missing_shards", f"{self.name} shard {fname}: {e}")
+                    return
+                except urls.ShardReadError as e:
+                    last = e
+                    continue
+                failed, skip = [], n
 
-            def handler(exn: Exception, f=f, failed=failed) -> bool:
-                if getattr(f, "failed", None) is not None:
-                    return False  # a read failure, not a corrupt tar: stop this pass, retry below
-                if not failed:  # webdataset may report one truncation twice (member read, then next header)
-                    failed.append(exn)
-                    why = str(exn.args[0]).split(" @ ")[0] if exn.args else ""
-                    self._warn("truncated_shards", f"{self.name} shard {fname}: {type(exn).__name__}: {why}")
-                return True
+                def handler(exn: Exception, f=f, failed=failed) -> bool:
+                    if getattr(f, "failed", None) is not None:
+                        return False  # a read failure, not a corrupt tar: stop this pass, retry below
+                    if not failed:  # webdataset may report one truncation twice (member read, then next header)
+                        failed.append(exn)
+                        why = str(exn.args[0]).split(" @ ")[0] if exn.args else ""
+                        self._warn("truncated_shards", f"{self.name} shard {fname}: {type(exn).__name__}: {why}")
+                    return True
 
-            pending = None  # a sample is passed on once the next one has begun (or the shard ended cleanly): the
-            # last one before a read failure may be cut short, and the retry reads it again whole
-            with f:
-                files = wds.tariterators.tar_file_expander([{"url": url, "stream": f}], handler=handler)
-                for sample in wds.tariterators.group_by_keys(files, handler=handler):
-                    if pending is not None:
-                        if skip:
-                            skip -= 1
-                        else:
-                            n += 1
-                            yield pending
-                    pending = sample
-            if getattr(f, "failed", None) is None and pending is not None:
-                if skip:
-                    skip -= 1
-                else:
-                    n += 1
-                    yield pending
-            if getattr(f, "failed", None) is None:
-                if expected is not None and n < expected and not failed:
-                    # truncated exactly at a member boundary: tarfile stops silently
-                    self._warn("short_shards", f"{self.name} shard {fname}: {n} of {expected} samples")
-                return
-            last = f.failed
-            if self._counting:
-                self.stats["read_retries"] += 1
-        self._warn("unreachable_shards", f"{self.name} shard {fname}: given up after {len(urls.RETRY_DELAYS) + 1} "
-                                         f"attempts ({last})")
+                pending = None  # a sample is passed on once the next one has begun (or the shard ended cleanly):
+                # the last one before a read failure may be cut short, and the retry reads it again whole
+                with f:
+                    files = wds.tariterators.tar_file_expander([{"url": url, "stream": f}], handler=handler)
+                    for sample in wds.tariterators.group_by_keys(files, handler=handler):
+                        if pending is not None:
+                            if skip:
+                                skip -= 1
+                            else:
+                                n += 1
+                                yield pending
+                        pending = sample
+                    if getattr(f, "failed", None) is None and isinstance(f, urls.RemoteStream):
+                        _drain(f)  # to its end: the sha256 and a pipe's exit status are known there
+                if getattr(f, "failed", None) is None and pending is not None:
+                    if skip:
+                        skip -= 1
+                    else:
+                        n += 1
+                        yield pending
+                if getattr(f, "failed", None) is None:
+                    if expected is not None and n < expected and not failed:
+                        # truncated exactly at a member boundary: tarfile stops silently
+                        self._warn("short_shards", f"{self.name} shard {fname}: {n} of {expected} samples")
+                    if getattr(f, "digest_ok", None) is False:
+                        self._warn("sha256_mismatches", f"{self.name} shard {fname}: its bytes do not match the sha256 "
+                                   "in the manifest (changed or corrupted since written; its samples were used)",
+                                   skipped=False)
+                    return
+                last = f.failed
+            kind = "slow_shards" if isinstance(last, urls.ShardSlow) else "unreachable_shards"
+            why = last.args[0] if last is not None and last.args else last  # webdataset appends to args
+            self._warn(kind, f"{self.name} shard {fname}: given up after {attempts.used} attempts ({why})")
+        finally:
+            if self._counting and attempts.retries:
+                self.stats["read_retries"] += attempts.retries
 
     def _epoch_raw(self, epoch: int) -> Iterator[dict]:
         counts = dict(self.shards)

@@ -105,6 +105,18 @@ class StreamConfig:
     pin_memory: bool = False
     read_timeout: float = urls.TIMEOUT
     """Seconds a remote shard read (http(s), pipe:) may wait for data before it counts as failed (and is retried)."""
+    min_rate: float = urls.MIN_RATE
+    """Bytes/s a remote shard transfer must sustain over `rate_window` seconds of reading, else it is retried (an
+    HTTP transfer resumes where it was), then skipped and counted as `slow_shards`. 0 = no rate check."""
+    rate_window: float = urls.RATE_WINDOW
+    """Seconds of reading over which `min_rate` is judged."""
+    verify_sha256: bool = True
+    """Check a remote shard read to its end against the sha256 in the manifest (a mismatch is counted as
+    `sha256_mismatches` and warned; ≈ 1 ms of CPU per MB read)."""
+    trust_manifest_locations: bool = False
+    """Allow manifest entries that are URLs, pipe: commands, absolute paths or paths out of the manifest's folder
+    (a hand-written manifest placing a stream elsewhere). Off: such an entry is a one-line error, since a manifest
+    is data and whoever can write it would choose the commands and hosts every reader runs."""
 
     def __post_init__(self):
         if self.patch_size < 1 or self.batch_size < 1 or self.num_workers < 0 or self.shuffle_buffer < 1:
@@ -112,11 +124,17 @@ class StreamConfig:
         lo, hi = self.awgn_sigma
         if not 0 <= lo <= hi:
             raise ValueError(f"awgn_sigma must be (lo, hi) with 0 <= lo <= hi, got {self.awgn_sigma}")
+        if self.read_timeout <= 0 or self.min_rate < 0 or self.rate_window <= 0:
+            raise ValueError("need read_timeout > 0, min_rate >= 0 and rate_window > 0")
+
+    def limits(self) -> urls.Limits:
+        return urls.Limits(self.read_timeout, self.min_rate, self.rate_window)
 
 
-def load_manifest(shard_dir: str, timeout: float = urls.TIMEOUT) -> dict:
+def load_manifest(shard_dir: str, timeout: float | urls.Limits = urls.TIMEOUT, trust: bool = False) -> dict:
     """The manifest at a shard location (a folder, an http(s) URL or a pipe: command; data_shards.urls). A stream
-    given as a brace pattern (`"pattern": "syn-{000000..000127}.tar"`) gets the file list it names (counts unknown)."""
+    given as a brace pattern (`"pattern": "syn-{000000..000127}.tar"`) gets the file list it names (counts unknown).
+    Every file it names must be relative to the location (urls.check_name) unless `trust`: else DataError."""
     path = urls.join(shard_dir, MANIFEST)
     if urls.kind(shard_dir) == "local" and not os.path.isfile(path):
         raise FileNotFoundError(f"no {MANIFEST} in {shard_dir!r}: write shards with `python -m data_shards.write`")
@@ -135,6 +153,12 @@ def load_manifest(shard_dir: str, timeout: float = urls.TIMEOUT) -> dict:
             info["shards"] = [{"file": f, "count": None} for f in urls.expand(info["pattern"])]
         if not info.get("shards"):
             raise ValueError(f"{path}: stream {name!r} names no shards")
+        for sh in info["shards"]:
+            why = None if trust else urls.check_name(str(sh.get("file", "")))
+            if why:
+                raise DataError(f"{path}: stream {name!r} names shard {str(sh.get('file'))[:80]!r}, which is {why}; "
+                                "a manifest names its shards relative to its own location (to allow this, set "
+                                "trust_manifest_locations)")
     return man
 
 
@@ -312,7 +336,7 @@ def _reader(cfg: StreamConfig, have: dict, name: str, g: int, G: int, stats: Cou
     """Reader g of G of stream `name` (a ref stream without ref shards reads the syn shards' gt)."""
     src = name if name in have else "syn"
     return ShardReader(cfg.shards, have[src], src, cfg.seed, g, G, cfg.shuffle_buffer, stats, code=STREAM_CODES[name],
-                       timeout=cfg.read_timeout)
+                       timeout=cfg.limits(), trust=cfg.trust_manifest_locations, verify=cfg.verify_sha256)
 
 
 class TrainStream:
@@ -325,7 +349,7 @@ class TrainStream:
         if not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
-        self.manifest = load_manifest(cfg.shards, cfg.read_timeout)
+        self.manifest = load_manifest(cfg.shards, cfg.limits(), cfg.trust_manifest_locations)
         if cfg.task is not None and cfg.task != self.manifest.get("task"):
             raise ValueError(f"shards in {cfg.shards!r} are for task {self.manifest.get('task')!r}, "
                              f"not {cfg.task!r}")

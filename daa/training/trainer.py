@@ -34,7 +34,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DATA_SKIP_SAMPLES = ("corrupt_samples", "incomplete_samples", "size_mismatch")
 """data_shards.stream counters of samples skipped one by one."""
 DATA_SKIP_KINDS = DATA_SKIP_SAMPLES + ("truncated_shards", "short_shards", "missing_shards", "unreachable_shards",
-                                       "read_retries")
+                                       "slow_shards", "read_retries")
 
 
 class CheckpointWriteError(RuntimeError):
@@ -181,7 +181,9 @@ class Trainer:
                             seed=self.cfg.run.seed, num_workers=d.num_workers, task=d.task,
                             awgn_sigma=tuple(d.awgn_sigma), with_ref=self.cfg.objective.mode == "daa_ref",
                             with_real=self.cfg.objective.mode != "baseline",  # a baseline never reads x_r
-                            pin_memory=torch.cuda.is_available() if d.pin_memory is None else d.pin_memory)
+                            pin_memory=torch.cuda.is_available() if d.pin_memory is None else d.pin_memory,
+                            read_timeout=d.read_timeout, min_rate=d.min_rate, rate_window=d.rate_window,
+                            verify_sha256=d.verify_sha256, trust_manifest_locations=d.trust_manifest_locations)
         try:
             return TrainStream(scfg, rank=self.dist.rank, world_size=self.dist.world_size)
         except FileNotFoundError as e:  # a remote manifest that is missing or unreachable: one line

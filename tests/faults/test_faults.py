@@ -11,6 +11,7 @@ import pytest
 from cases_data import case_corrupt_5, case_corrupt_100, case_http, case_numeric
 from cases_elastic import case_elastic, case_elastic_shards
 from cases_input import case_bad_input, case_disk_full
+from cases_remote import case_hostile_manifest, case_pipe_hang, case_range, case_trickle
 from cases_runs import (
     case_accum_nan_resume,
     case_agent_kills,
@@ -106,6 +107,26 @@ def test_corrupt_100_percent(ctx, record):
 @FULL
 def test_shards_over_http(ctx, record):
     record(case_http(ctx), "HTTP shards")
+
+
+@FULL
+def test_trickling_shard(ctx, record):
+    record(case_trickle(ctx), "trickle")
+
+
+@FULL
+def test_range_resume(ctx, record):
+    record(case_range(ctx), "Range resume")
+
+
+@FULL
+def test_hostile_manifest(ctx, record):
+    record(case_hostile_manifest(ctx), "hostile manifest")
+
+
+@FULL
+def test_hung_compound_pipe(ctx, record):
+    record(case_pipe_hang(ctx), "hung pipe:")
 
 
 @pytest.mark.parametrize("where, restorer", [
