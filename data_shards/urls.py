@@ -188,14 +188,12 @@ def read_all(url: str, timeout: float | Limits = TIMEOUT) -> bytes:
 class RemoteStream:
     """A remote file read with bounded time. read(n) returns n bytes (fewer only at the end); a failure raises a
     ShardReadError and is kept in `failed` (for the reader to tell it from a corrupt tar). `digest_ok` is None until
-    the whole file was delivered, then whether its sha256 is the expected one. `resumed` counts Range resumptions,
-    `refetched` the bytes re-read because a server ignored Range."""
+    the whole file was delivered, then whether its sha256 is the expected one."""
 
     def __init__(self, url: str, limits: Limits, attempts: Attempts, sha256: str | None):
         self.url, self.limits, self.attempts = url, limits, attempts
         self.failed: Exception | None = None
         self.pos = 0  # bytes received (the Range of a resumption starts here)
-        self.resumed = self.refetched = 0
         self.digest_ok: bool | None = None
         self._want = sha256
         self._sha = hashlib.sha256() if sha256 else None
@@ -318,13 +316,11 @@ class _HttpStream(RemoteStream):
                 self._close_resp()
                 err = e
                 continue
-            self.resumed += 1
             self._win_t = self._win_b = 0.0
             return None
         return err
 
     def _skip(self, left: int) -> None:
-        self.refetched += left
         t = time.monotonic()
         while left > 0:
             data = self._chunk(min(CHUNK, left))
