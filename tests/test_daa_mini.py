@@ -91,7 +91,7 @@ def test_verdict_rule():
     assert v["status"] == "reproduced" and math.isclose(v["gain_db"], 0.5) and v["missed"] == []
     # +0.5 dB but the seeds scatter by ±0.4: not 2× the pooled std
     v = daa_mini.verdict(_rows([25.1, 25.6, 26.1], [24.6, 25.1, 25.6], [28.5] * 3))
-    assert v["status"] == "not reproduced" and v["missed"] == ["gain 1.0× seed std < 2×"]
+    assert v["status"] == "not reproduced" and v["missed"] == ["1.0× seed std < 2×"]
     # losing > 0.5 dB on the source test
     v = daa_mini.verdict(_rows([25.5, 25.6, 25.7], [25.0, 25.1, 25.2], [28.5] * 3, src=(29.0, 30.0)))
     assert v["status"] == "not reproduced" and v["missed"] == ["source -1.00 dB"]

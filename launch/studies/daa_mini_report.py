@@ -133,10 +133,9 @@ def verdict(rows: dict) -> dict:
     v["source_ok"] = v["source_loss_db"] <= 0.5
     missed = []
     if gain < 0.3:
-        missed.append(f"gain {gain:+.2f} < +0.3 dB")
+        missed.append("gain < +0.3 dB")
     if math.isnan(pooled) or gain < 2 * pooled:
-        missed.append("gain < 2× seed std" if math.isnan(pooled) or pooled <= 0
-                      else f"gain {gain / pooled:.1f}× seed std < 2×")
+        missed.append("< 2× seed std" if math.isnan(pooled) or pooled <= 0 else f"{gain / pooled:.1f}× seed std < 2×")
     if not v["source_ok"]:
         missed.append(f"source {-v['source_loss_db']:+.2f} dB")
     if "oracle" in rows:
