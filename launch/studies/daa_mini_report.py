@@ -13,7 +13,7 @@ from pathlib import Path
 from daa_mini_stats import HEADROOM_DB, interval
 
 TEST_SPLITS = ("test", "fresh", "fresh2", "fresh3", "testpool")
-"""Splits a verdict is read on: pool E (rounds 1–4), pool F (round 5, docs/RESULTS.md Amendment 5), pool G
+"""Splits a verdict is read on: pool E (rounds 1–4), pool F (round 5, docs/results/ledger.md, Amendment 5), pool G
 (round 6, Amendment 6), and for round 7 (Amendment 7) pool H and the four pools merged (E, F, G, H)."""
 
 
