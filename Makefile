@@ -22,7 +22,7 @@ NOISE_STATS = $(if $(wildcard $(SHARED)/real_noise_polyu),--pairs "PolyU (real, 
 	--synthetic "calibrated camera noise (camnoise)=denoise:target:profile=sidd" \
 	--synthetic "camera noise + JPEG, camera reference (noise, round 2)=denoise:target:reference=camera"
 
-.PHONY: install gpu-wheels gpu-rehearsal wheel-check test test-faults test-slurm lint bench bench-step data demo demo-quick reproduce reproduce-verdicts reproduce-quick clean-venv
+.PHONY: install gpu-wheels gpu-rehearsal wheel-check test test-faults test-slurm lint bench bench-step data demo demo-quick reproduce reproduce-verdicts reproduce-quick results clean-venv
 
 $(VENV)/.installed: setup.py pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(if $(filter 1,$(SYSTEM_SITE)),--system-site-packages) $(VENV)
@@ -99,6 +99,7 @@ reproduce: install
 	$(PY) launch/studies/photo_corpus.py --out .data/photos
 	$(PY) -m data_shards.noise_stats $(NOISE_STATS) --json docs/results/noise_stats.json > docs/results/noise_stats.md
 	$(PY) launch/studies/daa_mini.py --plan launch/studies/plans/daa_mini.yaml --report-dir docs/results
+	$(PY) launch/studies/daa_mini_headline.py --plan launch/studies/plans/daa_mini.yaml --results docs/results
 	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMDARK_H) --md docs/results/detail.md
 	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMDARK_G) --md docs/results/detail.md --append
 	$(PY) launch/studies/daa_mini_detail.py $(DETAIL_CAMDARK_EARLY) --md docs/results/detail.md --append
@@ -113,6 +114,11 @@ reproduce: install
 	$(PY) launch/studies/daa_mini_trajectory.py $(TRAJECTORY_RAIN) --seed 1 --md docs/results/trajectory.md --append
 	$(PY) launch/studies/daa_mini_trajectory.py $(TRAJECTORY_CAMDARK) --seed 0 --md docs/results/trajectory.md --append
 	$(PY) launch/studies/daa_mini_trajectory.py $(TRAJECTORY_CAMDARK) --seed 1 --md docs/results/trajectory.md --append
+
+# the headline table (docs/RESULTS.md, README.md) and tables.md from the committed docs/results/summary.json: the
+# verdict rule and the bootstrap intervals applied in code, no training (seconds)
+results: install
+	$(PY) launch/studies/daa_mini_headline.py --plan launch/studies/plans/daa_mini.yaml --results docs/results
 
 # only the test studies (and the runs they reuse): the verdict tables, written to runs/daa_mini/summary.md
 reproduce-verdicts: install

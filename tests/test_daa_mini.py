@@ -87,14 +87,22 @@ def _rows(daa, base, oracle, src=(30.0, 30.0)):
 
 
 def test_verdict_rule():
-    v = daa_mini.verdict(_rows([25.5, 25.6, 25.7], [25.0, 25.1, 25.2], [27.0, 27.0, 27.0]))
-    assert v["status"] == "reproduced" and math.isclose(v["gain_db"], 0.5)
+    v = daa_mini.verdict(_rows([25.5, 25.6, 25.7], [25.0, 25.1, 25.2], [28.5, 28.5, 28.5]))
+    assert v["status"] == "reproduced" and math.isclose(v["gain_db"], 0.5) and v["missed"] == []
     # +0.5 dB but the seeds scatter by ±0.4: not 2× the pooled std
-    assert daa_mini.verdict(_rows([25.1, 25.6, 26.1], [24.6, 25.1, 25.6], [27] * 3))["status"] == "not reproduced"
-    # above the oracle + 0.1, or losing > 0.5 dB on the source test
-    assert daa_mini.verdict(_rows([25.5, 25.6, 25.7], [25.0, 25.1, 25.2], [25.4] * 3))["status"] == "not reproduced"
-    assert daa_mini.verdict(_rows([25.5, 25.6, 25.7], [25.0, 25.1, 25.2], [27] * 3, src=(29.0, 30.0)))[
-        "status"] == "not reproduced"
+    v = daa_mini.verdict(_rows([25.1, 25.6, 26.1], [24.6, 25.1, 25.6], [28.5] * 3))
+    assert v["status"] == "not reproduced" and v["missed"] == ["1.0× seed std < 2×"]
+    # losing > 0.5 dB on the source test
+    v = daa_mini.verdict(_rows([25.5, 25.6, 25.7], [25.0, 25.1, 25.2], [28.5] * 3, src=(29.0, 30.0)))
+    assert v["status"] == "not reproduced" and v["missed"] == ["source -1.00 dB"]
+    # the same misses where the oracle is < 3 dB above the baseline: no room to show adaptation
+    v = daa_mini.verdict(_rows([25.5, 25.6, 25.7], [25.0, 25.1, 25.2], [27] * 3, src=(29.0, 30.0)))
+    assert v["status"] == "inconclusive" and not v["headroom_ok"] and math.isclose(v["oracle_gap_db"], 1.9)
+    # above the oracle + 0.1 (which also leaves no headroom)
+    v = daa_mini.verdict(_rows([25.5, 25.6, 25.7], [25.0, 25.1, 25.2], [25.4] * 3))
+    assert v["status"] == "inconclusive" and "DAA above the oracle" in v["missed"]
+    # the rule holds without headroom too: reproduced is reproduced
+    assert daa_mini.verdict(_rows([25.5, 25.6, 25.7], [25.0, 25.1, 25.2], [27] * 3))["status"] == "reproduced"
     assert daa_mini.verdict(_rows([25.6], [25.0], [27.0]))["status"].startswith("preliminary")
 
 

@@ -57,3 +57,24 @@ def test_demo_quick(tmp_path):
     assert set(res["rows"]) == {"input (rainy)", "baseline", "DAA"}
     assert "DAA − baseline" in r.stdout and "DAA-mini" in r.stdout
     assert (out / "samples.png").stat().st_size > 1000 and (out / "loss_curves.png").is_file()
+
+
+def test_sample_crops_are_typical_rain_plus_the_heaviest():
+    """Chosen from the input's PSNR alone: the 3 nearest the median, then the lowest (not 'where both fail')."""
+    psnr = [30.0, 10.0, 20.0, 21.0, 19.0, 25.0, 15.0, 22.5]
+    picks = demo.pick_crops(psnr)
+    assert picks == [(4, "median rain"), (2, "median rain"), (3, "median rain"), (1, "heaviest rain")]
+    assert [i for i, _ in demo.pick_crops([5.0, 6.0])] == [1, 0]  # fewer crops than asked: each once
+
+
+def test_samples_figure(tmp_path):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(5, 3, 16, 16, generator=g)
+    x, base = (y + 0.2 * torch.rand(5, 3, 16, 16, generator=g)).clamp(0, 1), (y + 0.05).clamp(0, 1)
+    demo.save_samples(tmp_path / "s.png", x, base, y, y, demo.pick_crops([20.0, 12.0, 18.0, 19.0, 25.0]))
+    from PIL import Image
+
+    w, h = Image.open(tmp_path / "s.png").size
+    assert w > 1000 and h > 4 * 200  # 5 panels a row, 4 rows

@@ -98,7 +98,7 @@ class Arm:
 
 
 SPLITS = ("val", "test", "valpool", "fresh", "fresh2", "fresh3", "testpool")
-"""Scored splits: val (pool V), test (pool E); from round 5 (docs/RESULTS.md, Amendment 5, camera reference only)
+"""Scored splits: val (pool V), test (pool E); from round 5 (docs/results/ledger.md, Amendment 5, camera reference only)
 valpool (pools V + E: validation) and fresh (pool F: the test split), from round 6 (Amendment 6) fresh2 (pool G),
 from round 7 (Amendment 7) fresh3 (pool H) and testpool (pools E, F, G and H merged); a verdict is read on test,
 fresh, fresh2, fresh3 and testpool only."""

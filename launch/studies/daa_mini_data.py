@@ -134,7 +134,7 @@ def prepare_data(name: str, t: Task, data: Path, photos: Path, polyu: Path | Non
         for k, pool in (("test", "E"), ("val", "V")):
             _valset(root / f"{k}_cam", ["--corpus", photos, "--task", t.task, "--pool", pool, "--seed", "0", *prof,
                                         *cam, *few, *crops])
-        # round 5 (docs/RESULTS.md, Amendment 5): the scored pool-E split joins validation; pool F is the new test
+        # round 5 (docs/results/ledger.md, Amendment 5): the scored pool-E split joins validation; pool F is the test
         _valset(root / "valpool_cam", ["--merge", root / "val_cam", root / "test_cam"])
         from data_shards.corpus import load_manifest
 

@@ -10,8 +10,10 @@ import json
 import math
 from pathlib import Path
 
+from daa_mini_stats import HEADROOM_DB, interval
+
 TEST_SPLITS = ("test", "fresh", "fresh2", "fresh3", "testpool")
-"""Splits a verdict is read on: pool E (rounds 1–4), pool F (round 5, docs/RESULTS.md Amendment 5), pool G
+"""Splits a verdict is read on: pool E (rounds 1–4), pool F (round 5, docs/results/ledger.md, Amendment 5), pool G
 (round 6, Amendment 6), and for round 7 (Amendment 7) pool H and the four pools merged (E, F, G, H)."""
 
 
@@ -53,7 +55,14 @@ def summarize(task: str, title: str, inputs: dict, results: list[dict], arms: li
     out = {"study": study or task, "task": task, "title": title, "split": split, "rows": rows, "verdict": v}
     if photos is not None:
         out["by_photo"] = by_photo(photos, inputs["target"]["psnr_each"], results, arms, roundtrip)
+        out["by_photo_seed"] = by_photo_seed(photos, results, arms)
+    out["intervals"] = intervals(out)
     return out
+
+
+def intervals(s: dict) -> dict:
+    """{row: 95 % interval of row − baseline} for every row but the input and the baseline (daa_mini_stats)."""
+    return {k: iv for k in s["rows"] if k not in ("input", "baseline") and (iv := interval(s, k)) is not None}
 
 
 ROUNDTRIP = "noise-free round trip"
@@ -83,6 +92,19 @@ def by_photo(photos: list[str], input_each: list[float], results: list[dict], ar
     return table
 
 
+def by_photo_seed(photos: list[str], results: list[dict], arms: list) -> dict:
+    """{row: {seed: {photo: mean target PSNR}}}: what the paired photo × seed interval resamples
+    (daa_mini_stats)."""
+    table: dict = {}
+    for arm in arms:
+        name, label = arm if isinstance(arm, tuple) else (arm, arm)
+        for r in results:
+            if r["variant"] == name:
+                each = by_photo(photos, r["target"]["psnr_each"], [], [])
+                table.setdefault(label, {})[str(r["seed"])] = each["input"]
+    return table
+
+
 def by_photo_md(t: dict) -> str:
     """Rows = photos; columns = the study's rows, then oracle − baseline and daa − baseline where both exist."""
     cols = [c for c in t if c != "crops"]
@@ -96,8 +118,10 @@ def by_photo_md(t: dict) -> str:
 
 
 def verdict(rows: dict) -> dict:
-    """The rule: daa − baseline ≥ +0.3 dB and ≥ 2× the pooled seed std over ≥ 3 seeds; daa ≤ oracle + 0.1 dB; the
-    source split loses ≤ 0.5 dB."""
+    """The rule (this project's, fixed before the test runs; the paper claims only that DAA beats the baseline on
+    the real domain): daa − baseline ≥ +0.3 dB and ≥ 2× the pooled seed std over ≥ 3 seeds; daa ≤ oracle + 0.1 dB;
+    the source split loses ≤ 0.5 dB. A setting where the oracle is < 3 dB above the baseline has no room to show
+    adaptation: missing the rule there is "inconclusive", not "not reproduced". `missed` lists what failed."""
     if "daa" not in rows or "baseline" not in rows:
         return {"status": "incomplete"}
     (md, sd), (mb, sb) = rows["daa"]["target"], rows["baseline"]["target"]
@@ -107,11 +131,28 @@ def verdict(rows: dict) -> dict:
     v["gain_ok"] = gain >= 0.3 and (not math.isnan(pooled) and gain >= 2 * pooled)
     v["source_loss_db"] = rows["baseline"]["source"][0] - rows["daa"]["source"][0]
     v["source_ok"] = v["source_loss_db"] <= 0.5
+    missed = []
+    if gain < 0.3:
+        missed.append("gain < +0.3 dB")
+    if math.isnan(pooled) or gain < 2 * pooled:
+        missed.append("< 2× seed std" if math.isnan(pooled) or pooled <= 0 else f"{gain / pooled:.1f}× seed std < 2×")
+    if not v["source_ok"]:
+        missed.append(f"source {-v['source_loss_db']:+.2f} dB")
     if "oracle" in rows:
         v["oracle_gap_db"] = rows["oracle"]["target"][0] - mb
         v["below_oracle_ok"] = md <= rows["oracle"]["target"][0] + 0.1
-    v["status"] = ("reproduced" if v["gain_ok"] and v["source_ok"] and v.get("below_oracle_ok", True)
-                   else "not reproduced") if v["seeds"] >= 3 else f"preliminary ({v['seeds']} seed(s))"
+        v["headroom_ok"] = v["oracle_gap_db"] >= HEADROOM_DB
+        if not v["below_oracle_ok"]:
+            missed.append("DAA above the oracle")
+    v["missed"] = missed
+    if v["seeds"] < 3:
+        v["status"] = f"preliminary ({v['seeds']} seed(s))"
+    elif v["gain_ok"] and v["source_ok"] and v.get("below_oracle_ok", True):
+        v["status"] = "reproduced"
+    elif not v.get("headroom_ok", True):
+        v["status"] = "inconclusive"
+    else:
+        v["status"] = "not reproduced"
     return v
 
 
@@ -125,6 +166,8 @@ def table_md(s: dict) -> str:
         f = lambda ms: f"{ms[0]:.2f}" + (f" ± {ms[1]:.2f}" if name != "input" and not math.isnan(ms[1]) else "")  # noqa
         d = f"{r['target'][0] - base['target'][0]:+.2f}" if base is not None and name not in ("input", "baseline") \
             else ""
+        if d and name in s.get("intervals", {}):
+            d += " [{lo:+.2f}, {hi:+.2f}]".format(**s["intervals"][name])
         shown = f"{name} (`{r['run']}`)" if "run" in r else name
         lines.append(f"| {shown} | {f(r['target'])} | {d} | {r['target_ssim']:.4f} |"
                      + (f" {f(r['target_y'])} |" if y else "") + f" {f(r['source'])} | {r['n'] or '–'} |")
@@ -132,6 +175,8 @@ def table_md(s: dict) -> str:
     if v.get("status") != "incomplete":
         lines.append("")
         std = "no std from 1 seed" if math.isnan(v["pooled_std"]) else f"pooled seed std {v['pooled_std']:.2f}"
+        iv = s.get("intervals", {}).get("daa")
+        std += f"; 95 % interval [{iv['lo']:+.2f}, {iv['hi']:+.2f}], {iv['method']}" if iv else ""
         lines.append(f"daa − baseline: **{v['gain_db']:+.2f} dB** ({std}); "
                      + (f"oracle − baseline {v['oracle_gap_db']:+.2f} dB; " if "oracle_gap_db" in v else "")
                      + f"source-{s.get('split', 'test')} change {-v['source_loss_db']:+.2f} dB → **{v['status']}**")
