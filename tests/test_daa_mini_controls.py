@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -166,3 +167,32 @@ def test_placebo_needs_a_corpus_task(tmp_path):
     plan.write_text("studies:\n  - {name: a, task: polyu, arms: [{name: baseline}, {name: p, variant: placebo}]}\n")
     with pytest.raises(SystemExit, match="placebo needs a corpus task"):
         daa_mini.load_plan(plan)
+
+
+def test_paired_bootstrap_interval():
+    import daa_mini_controls as controls
+
+    photos = ["p1", "p1", "p2", "p3", "p3", "p3"]
+    base = {s: [20.0 + s + i for i in range(6)] for s in (0, 1, 2)}
+    shifted = {s: [v + 0.5 for v in base[s]] for s in (0, 1, 2)}
+    d = controls.paired_bootstrap(shifted, base, photos)
+    assert d["seeds"] == [0, 1, 2] and d["mean"] == pytest.approx(0.5) and d["ci95"] == pytest.approx([0.5, 0.5])
+    # +1 dB on photo p1's two crops only: crop-weighted mean 2/6 dB; photo resampling widens the interval
+    gain = {s: [base[s][i] + (1.0 if photos[i] == "p1" else 0.0) for i in range(6)] for s in (0, 1, 2)}
+    d = controls.paired_bootstrap(gain, base, photos)
+    assert d["mean"] == pytest.approx(2 / 6) and d["ci95"][0] < d["mean"] < d["ci95"][1] and d["ci95"][0] >= 0
+    one = controls.paired_bootstrap({0: gain[0], 5: gain[0]}, base, photos)  # only seed 0 is shared
+    assert one["seeds"] == [0] and math.isnan(one["ci95"][0])
+    assert controls.paired_bootstrap({7: gain[0]}, base, photos) == {"seeds": []}
+
+
+def test_controls_md_keeps_the_written_reading(tmp_path):
+    import daa_mini_controls as controls
+
+    md = tmp_path / "controls.md"
+    controls.write_md(md, "T1")
+    assert md.read_text().endswith("T1")
+    md.write_text("# Reading\n\nwritten by a person\n\n" + md.read_text())
+    controls.write_md(md, "T2")
+    text = md.read_text()
+    assert text.startswith("# Reading") and "written by a person" in text and text.endswith("T2") and "T1" not in text
