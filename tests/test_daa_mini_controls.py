@@ -196,3 +196,9 @@ def test_controls_md_keeps_the_written_reading(tmp_path):
     controls.write_md(md, "T2")
     text = md.read_text()
     assert text.startswith("# Reading") and "written by a person" in text and text.endswith("T2") and "T1" not in text
+
+
+def test_arms_filter_names_only_arms_of_the_chosen_studies(tmp_path):
+    with pytest.raises(SystemExit, match="--arms: nope not in the chosen studies"):
+        daa_mini.main(["--plan", str(PLAN), "--studies", "camdark-controls-val", "--arms", "baseline-ema-16k,nope",
+                       "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o")])

@@ -29,6 +29,7 @@ data. `--quick` is a CI smoke test (one small task, two arms, a few steps).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import socket
@@ -328,6 +329,8 @@ def parse_args(argv=None):
                    "replaces --tasks/--variants/--seeds/--split")
     p.add_argument("--studies", default=None, help="with --plan: run only these studies (comma list of names), e.g. "
                    "the validation studies first and the test studies once the choices are made")
+    p.add_argument("--arms", default=None, help="with --plan: run only these arms (comma list of run names) of the "
+                   "chosen studies, e.g. the cheap arms first on a loaded box; the others stay as they are")
     p.add_argument("--tasks", default=None, help="comma list of " + ", ".join(TASKS) + " (default: all available)")
     p.add_argument("--variants", default=None, help="comma list (default: each task's plan); any of "
                    + ", ".join(ALL_VARIANTS))
@@ -376,6 +379,13 @@ def main(argv=None) -> int:
         skipped = [st.name for st in studies if st.task == "polyu"]
         log(f"skipping {', '.join(skipped)}: no PolyU pairs at --polyu {a.polyu}")
         studies = [st for st in studies if st.task != "polyu"]
+    if a.arms:
+        want = a.arms.split(",")
+        unknown = [w for w in want if w not in {arm.name for st in studies for arm in st.arms}]
+        if unknown:
+            raise SystemExit(f"error: --arms: {', '.join(unknown)} not in the chosen studies")
+        studies = [dataclasses.replace(st, arms=[arm for arm in st.arms if arm.name in want]) for st in studies]
+        studies = [st for st in studies if st.arms]
     tasks = list(dict.fromkeys(st.task for st in studies))
     if "polyu" in tasks and polyu is None:
         raise SystemExit(f"error: task polyu needs the PolyU pairs: --polyu {a.polyu} is not a folder")
