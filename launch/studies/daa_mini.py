@@ -176,6 +176,11 @@ def train_run(run_dir: Path, sets: list[str], threads: int) -> float:
     done = run_dir / "done"
     if (run_dir / "export" / "restorer_ema.safetensors").is_file() and done.is_file():
         return float(done.read_text().strip() or 0)
+    with _TRAIN_SLOTS[0]:
+        return _train(run_dir, sets, threads, done)
+
+
+def _train(run_dir: Path, sets: list[str], threads: int, done: Path) -> float:
     t0 = time.time()
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items()
@@ -205,6 +210,9 @@ def input_result(paths: dict[str, Path], task: str, split: str = "test") -> dict
 
 _RUN_LOCKS: dict[str, threading.Lock] = {}
 _RUN_LOCKS_GUARD = threading.Lock()
+_TRAIN_SLOTS = [threading.BoundedSemaphore(1)]
+"""How many runs train at once (--jobs). Every scored job has a thread of its own, so a job that waits for a run
+another job trains (a post-filter for its baseline, a second split for the first) holds no training slot."""
 
 
 def one_run(out: Path, task: str, arm: Arm, seed: int, paths: dict[str, Path], extra: list[str],
@@ -412,7 +420,8 @@ def main(argv=None) -> int:
                     if not (out / t / arm.name / f"s{s}" / "done").is_file()})
         log(f"{len(studies)} studies, {len(jobs)} scored runs ({todo} to train), {a.jobs} at a time")
         failures = []
-        with ThreadPoolExecutor(a.jobs) as pool:
+        _TRAIN_SLOTS[0] = threading.BoundedSemaphore(a.jobs)
+        with ThreadPoolExecutor(max(len(jobs), 1)) as pool:
             futs = {pool.submit(one_run, out, t, arm, s, split_paths(paths[t], sp), [*a.extra, *sets], a.threads,
                                 sp): (t, arm, s, sp) for t, arm, s, sp, sets in jobs}
             for f, key in futs.items():
