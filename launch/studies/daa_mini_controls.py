@@ -71,7 +71,7 @@ def collect(out: Path, data_root: Path, plan: Path) -> list[dict]:
         st = studies[name]
         paths = paths_only(st.task, data_root, daa_mini.SOURCE_TASK)
         photos = split_photos(paths[st.eval_split])
-        rows, each, extra = {}, {}, {}
+        rows, each, extra, missing = {}, {}, {}, []
         for arm in st.arms:
             res = {}
             for s in st.seeds:
@@ -79,6 +79,7 @@ def collect(out: Path, data_root: Path, plan: Path) -> list[dict]:
                 if p.is_file():
                     res[s] = json.loads(p.read_text())
             if not res:
+                missing.append({"row": arm.row, "run": arm.name})
                 continue
             rows[arm.row] = {"run": arm.name, "seeds": sorted(res), "target": _ms([r["target"]["psnr"] for r in
                                                                                  res.values()]),
@@ -97,7 +98,8 @@ def collect(out: Path, data_root: Path, plan: Path) -> list[dict]:
                     src = [extra[a][s] - extra[b][s] for s in d["seeds"]]
                     diffs[f"{a} − {b}"] = {**d, "source": _ms(src)}
         tables.append({"study": name, "title": st.title, "split": st.eval_split, "seeds_planned": st.seeds,
-                       "crops": len(photos), "photos": len(set(photos)), "rows": rows, "differences": diffs})
+                       "crops": len(photos), "photos": len(set(photos)), "rows": rows, "differences": diffs,
+                       "not_run": missing})
     return tables
 
 
@@ -116,6 +118,8 @@ def table_md(t: dict) -> str:
             note = "σ chosen on validation: " + ", ".join(f"s{s} {v:g} px" for s, v in r["sigma_px"].items())
         lines.append(f"| {row} | `{r['run']}` | {','.join(map(str, r['seeds']))} | {_pm(*r['target'])} | "
                      f"{_pm(*r['source'])} | {note} |")
+    for m in t.get("not_run", []):
+        lines.append(f"| {m['row']} | `{m['run']}` | none | not run | not run | no seed finished |")
     lines += ["", "| difference | seeds | target Δ (dB), paired | per seed | 95 % interval (photo × seed bootstrap) | "
               "source Δ (dB) |", "|---|---|---|---|---|---|"]
     for k, d in t["differences"].items():
