@@ -13,7 +13,8 @@ Two sources, one output layout that `data_shards.stream` reads:
   layout and tiles each stream by its official preparation. `--dry-run` (`--list`) prints per stream the file count,
   three example paths and the tiles they give, and writes nothing.
 - **The offline photo corpus** (`--corpus DIR --task T`, via `data_shards.corpus` + `data_shards.degrade`): pool S
-  photos → syn+gt with the source degradation, pool U → real with the target degradation, pool S clean → ref.
+  photos → syn+gt with the source degradation, pool U → real with the target degradation (`--real-domain source`:
+  with the source one, a placebo), pool S clean → ref.
   Pool E is the test split and is written by `python -m data_shards.valset`, never here. Every sample records the
   seed that made it.
 
@@ -219,7 +220,8 @@ def corpus_samples(args, job: Job) -> Iterator[tuple[dict, dict]]:
                         params={})
             yield ({"gt.png" if job.stream == "syn" else "ref.png": clean}), meta
             continue
-        domain = "source" if job.stream == "syn" and not oracle else "target"
+        domain = "source" if (job.stream == "syn" and not oracle) or (
+            job.stream == "real" and getattr(args, "real_domain", "target") == "source") else "target"
         peak = 255.0 if depth == 8 else 65535.0
         img01, rng = clean.astype(np.float32) / np.float32(peak), np.random.default_rng(seed)
         reference = getattr(args, "target_reference", "photo") if oracle else "photo"
@@ -355,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--target-reference", choices=("photo", "camera"), default="photo",
                      help="--oracle: the pair's clean image: the photo (default), or the camera's noise-free "
                           "rendering of it (denoise: ISP of the noise-free mosaic, as in real noisy/clean pairs)")
+    src.add_argument("--real-domain", choices=("target", "source"), default="target",
+                     help="--corpus: how the real stream's pool-U crops are degraded: the target degradation "
+                          "(default), or the source one (a placebo: the same crops and seeds, no target-domain data)")
     p.add_argument("--task", help="denoise | deblur | derain (default with --dataset: the data set's task)")
     p.add_argument("--out", help="output folder (must be empty unless --overwrite)")
     p.add_argument("--dry-run", "--list", action="store_true",
@@ -409,6 +414,9 @@ def check_args(args) -> None:
     if args.target_reference != "photo" and not (args.oracle and args.task == "denoise"):
         raise UserError("--target-reference camera sets the clean image of --oracle camera-noise pairs: it needs "
                         "--oracle and --task denoise")
+    if args.real_domain != "target" and (not args.corpus or args.oracle):
+        raise UserError("--real-domain chooses how --corpus pool-U crops are degraded: it needs --corpus and no "
+                        "--oracle")
     if args.tile < 0 or args.stride < 0 or args.crops_per_image < 0 or args.maxcount < 1 or args.maxsize <= 0:
         raise UserError("--tile, --stride and --crops-per-image must be >= 0; --maxcount and --maxsize > 0")
     if args.crops_per_image and not args.tile:

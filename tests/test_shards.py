@@ -391,6 +391,34 @@ def test_corpus_oracle_pairs_are_the_real_streams_crops(tmp_path, monkeypatch, c
                     "--oracle")
 
 
+def test_corpus_placebo_real_stream_is_source_degraded(tmp_path, monkeypatch, capsys):
+    """--real-domain source: the real stream's very crops and seeds, degraded with the source degradation (a
+    placebo with no target-domain data); the syn and ref streams are unchanged."""
+    entries, degrade = _stub_corpus(tmp_path, monkeypatch)
+    real, plac = str(tmp_path / "real"), str(tmp_path / "placebo")
+    common = ["--corpus", str(tmp_path), "--task", "denoise", "--tile", "64", "--crops-per-image", "2",
+              "--shuffle-buffer", "0"]
+    assert _run([*common, "--out", real], capsys)[0] == 0
+    rc, err = _run([*common, "--real-domain", "source", "--out", plac], capsys)
+    assert rc == 0, err
+    assert load_manifest(plac)["counts"] == load_manifest(real)["counts"]
+    tgt = {json.loads(s["json"])["tile_index"] + 10 * json.loads(s["json"])["seed"][2]: s
+           for s in _all_samples(real, "real").values()}
+    src = {json.loads(s["json"])["tile_index"] + 10 * json.loads(s["json"])["seed"][2]: s
+           for s in _all_samples(plac, "real").values()}
+    assert tgt.keys() == src.keys() and len(src) == 4
+    for k, s in src.items():
+        m, mt = json.loads(s["json"]), json.loads(tgt[k]["json"])
+        assert (m["seed"], m["box"], m["split"]) == (mt["seed"], mt["box"], "U")
+        assert (m["domain"], m["degradation"], mt["degradation"]) == ("source", "stub-source", "stub-target")
+        assert not np.array_equal(decode_image(s["real.png"]), decode_image(tgt[k]["real.png"]))
+    for stream in ("syn", "ref"):
+        assert sorted(s[m] for s in _all_samples(plac, stream).values() for m in s if m.endswith(".png")) == \
+            sorted(s[m] for s in _all_samples(real, stream).values() for m in s if m.endswith(".png"))
+    _one_line_error(*_run([*common, "--real-domain", "source", "--oracle", "--out", str(tmp_path / "x")], capsys),
+                    "--real-domain")
+
+
 def test_valset_corpus_fixed_split(tmp_path, monkeypatch, capsys):
     _stub_corpus(tmp_path, monkeypatch)
     out = str(tmp_path / "val")

@@ -29,6 +29,7 @@ data. `--quick` is a CI smoke test (one small task, two arms, a few steps).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import socket
@@ -44,8 +45,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import daa_mini_postfilter as postfilter  # noqa: E402
 import daa_mini_scoring as scoring  # noqa: E402
-from daa_mini_data import Task, digest, log, paths_only, polyu_split, prepare_data, sh  # noqa: E402
+from daa_mini_data import Task, digest, log, paths_only, polyu_split, prepare_data, result_path, sh  # noqa: E402,E501
 from daa_mini_report import diagnose_seeds_md, report, summarize, table_md, verdict, write_sections  # noqa: E402,E501
 
 __all__ = ["polyu_split", "table_md", "verdict"]  # re-exported: part of this study's interface (and its tests)
@@ -60,6 +62,14 @@ VARIANTS: dict[str, list[str]] = {
     "oracle": ["objective.mode=baseline"],  # + the oracle shards
 }
 ALL_VARIANTS = list(VARIANTS)
+CONTROL_VARIANTS: dict[str, list[str]] = {
+    "placebo": ["objective.mode=daa"],  # + the placebo shards: a real stream of source-degraded pool-U crops
+    "postfilter": [],  # no training: the outputs of the run named by `of`, smoothed (daa_mini_postfilter.py)
+}
+"""Controls, named in a plan only (no task's default plan runs them)."""
+VARIANTS.update(CONTROL_VARIANTS)
+VARIANT_SHARDS = {"oracle": "oracle", "placebo": "placebo"}
+"""The training shards of a variant other than the task's own."""
 MAIN_VARIANTS = ["baseline", "daa", "oracle"]
 
 CAMERA_TASKS = ("noise", "camnoise", "camdim", "camdark")
@@ -91,6 +101,10 @@ class Arm:
     label: str = ""
     """The row's name in the study's table (default: the name). The final studies label their chosen arm `daa`,
     which is how the verdict finds it (e.g. the run `daa-a3` is the row `daa`)."""
+    of: Arm | None = None
+    """postfilter: the arm (of the same study) whose runs' outputs it smooths, seed by seed."""
+    choose_on: str = ""
+    """postfilter: the data split (e.g. valpool_cam) whose target pairs choose the filter's σ."""
 
     @property
     def row(self) -> str:
@@ -139,7 +153,7 @@ def free_port() -> int:
 # ----------------------------------------------------------------------------------------------------------------------
 def run_overrides(task: str, arm: Arm, seed: int, paths: dict[str, Path], run_dir: Path, extra: list[str]):
     t = TASKS[task]
-    shards = paths["oracle"] if arm.variant == "oracle" else paths["shards"]
+    shards = paths[VARIANT_SHARDS.get(arm.variant, "shards")]
     return [*VARIANTS[arm.variant], f"data.task={t.task}", f"data.shards={shards}", f"run.run_dir={run_dir}",
             f"run.seed={seed}", *extra, *arm.sets]
 
@@ -162,6 +176,11 @@ def train_run(run_dir: Path, sets: list[str], threads: int) -> float:
     done = run_dir / "done"
     if (run_dir / "export" / "restorer_ema.safetensors").is_file() and done.is_file():
         return float(done.read_text().strip() or 0)
+    with _TRAIN_SLOTS[0]:
+        return _train(run_dir, sets, threads, done)
+
+
+def _train(run_dir: Path, sets: list[str], threads: int, done: Path) -> float:
     t0 = time.time()
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items()
@@ -191,11 +210,9 @@ def input_result(paths: dict[str, Path], task: str, split: str = "test") -> dict
 
 _RUN_LOCKS: dict[str, threading.Lock] = {}
 _RUN_LOCKS_GUARD = threading.Lock()
-
-
-def result_path(out: Path, task: str, arm: str, seed: int, split: str) -> Path:
-    """The test split's result is result.json (what `make reproduce` reports); the validation's result_val.json."""
-    return out / task / arm / f"s{seed}" / ("result.json" if split == "test" else f"result_{split}.json")
+_TRAIN_SLOTS = [threading.BoundedSemaphore(1)]
+"""How many runs train at once (--jobs). Every scored job has a thread of its own, so a job that waits for a run
+another job trains (a post-filter for its baseline, a second split for the first) holds no training slot."""
 
 
 def one_run(out: Path, task: str, arm: Arm, seed: int, paths: dict[str, Path], extra: list[str],
@@ -204,9 +221,12 @@ def one_run(out: Path, task: str, arm: Arm, seed: int, paths: dict[str, Path], e
     training config and training data are unchanged; if only the evaluation split changed, it is re-scored."""
     run_dir = out / task / arm.name / f"s{seed}"
     res_path = result_path(out, task, arm.name, seed, split)
+    if arm.variant == "postfilter":
+        return postfilter.run(one_run, out, task, arm, seed, paths, extra, threads, split, TASKS[task].y_metric,
+                              git_commit())
     sets = run_overrides(task, arm, seed, paths, run_dir, extra)
     cfg_digest = config_digest(sets)
-    data_digest = digest(paths["oracle"] if arm.variant == "oracle" else paths["shards"])
+    data_digest = digest(paths[VARIANT_SHARDS.get(arm.variant, "shards")])
     eval_digest = digest(paths[split], paths[f"source_{split}"])
     old = [json.loads(p.read_text()) for p in run_dir.glob("result*.json")]
     for r in old:
@@ -257,6 +277,8 @@ def load_plan(path: Path) -> list[Study]:
         try:
             arms = [Arm(a["name"], a.get("variant", a["name"]), tuple(a.get("set", [])), a.get("label", ""))
                     for a in d["arms"]]
+            arms = [postfilter.resolve_arm(arm, a, arms, str(d.get("reference", "photo")), SPLITS)
+                    for arm, a in zip(arms, d["arms"])]
             st = Study(d["name"], d["task"], d.get("split", "test"), [int(x) for x in d.get("seeds", [0, 1, 2])],
                        arms, d.get("title", ""), list(d.get("set", [])), list(d.get("diagnose", [])),
                        bool(d.get("by_photo", False)), str(d.get("reference", "photo")))
@@ -282,10 +304,13 @@ def check_study(st: Study) -> None:
                          f"({', '.join(CAMERA_TASKS)}); got {st.reference!r} on {st.task}")
     for a in st.arms:
         if a.variant not in VARIANTS:
-            raise SystemExit(f"error: unknown variant {a.variant!r}; choose from {', '.join(ALL_VARIANTS)}")
+            raise SystemExit(f"error: unknown variant {a.variant!r}; choose from {', '.join(VARIANTS)}")
+        if a.variant == "placebo" and st.task == "polyu":
+            raise SystemExit(f"error: study {st.name}: the placebo needs a corpus task (its real stream is pool U "
+                             "with the source degradation)")
     names = {a.name: a for a in st.arms}
     for d in st.diagnose:
-        if d not in names or names[d].variant in ("baseline", "oracle"):
+        if d not in names or names[d].variant in ("baseline", "oracle", "postfilter"):
             raise SystemExit(f"error: study {st.name}: diagnose names {d!r}, which is not one of its DAA arms")
 
 
@@ -312,6 +337,8 @@ def parse_args(argv=None):
                    "replaces --tasks/--variants/--seeds/--split")
     p.add_argument("--studies", default=None, help="with --plan: run only these studies (comma list of names), e.g. "
                    "the validation studies first and the test studies once the choices are made")
+    p.add_argument("--arms", default=None, help="with --plan: run only these arms (comma list of run names) of the "
+                   "chosen studies, e.g. the cheap arms first on a loaded box; the others stay as they are")
     p.add_argument("--tasks", default=None, help="comma list of " + ", ".join(TASKS) + " (default: all available)")
     p.add_argument("--variants", default=None, help="comma list (default: each task's plan); any of "
                    + ", ".join(ALL_VARIANTS))
@@ -360,6 +387,13 @@ def main(argv=None) -> int:
         skipped = [st.name for st in studies if st.task == "polyu"]
         log(f"skipping {', '.join(skipped)}: no PolyU pairs at --polyu {a.polyu}")
         studies = [st for st in studies if st.task != "polyu"]
+    if a.arms:
+        want = a.arms.split(",")
+        unknown = [w for w in want if w not in {arm.name for st in studies for arm in st.arms}]
+        if unknown:
+            raise SystemExit(f"error: --arms: {', '.join(unknown)} not in the chosen studies")
+        studies = [dataclasses.replace(st, arms=[arm for arm in st.arms if arm.name in want]) for st in studies]
+        studies = [st for st in studies if st.arms]
     tasks = list(dict.fromkeys(st.task for st in studies))
     if "polyu" in tasks and polyu is None:
         raise SystemExit(f"error: task polyu needs the PolyU pairs: --polyu {a.polyu} is not a folder")
@@ -372,18 +406,22 @@ def main(argv=None) -> int:
         sh([sys.executable, str(Path(__file__).resolve().parent / "photo_corpus.py"), "--out", photos,
             *(["--no-apt", "--max-side", "256"] if a.quick else [])])
     cam = {st.task for st in studies if st.reference == "camera"}
-    paths = {t: prepare_data(t, TASKS[t], data_root, photos, polyu, a.quick, SOURCE_TASK, camera_reference=t in cam)
+    variants = {t: {arm.variant for st in studies if st.task == t for arm in st.arms} for t in tasks}
+    paths = {t: prepare_data(t, TASKS[t], data_root, photos, polyu, a.quick, SOURCE_TASK, camera_reference=t in cam,
+                             oracle_shards="oracle" in variants[t], placebo_shards="placebo" in variants[t])
              if not a.report_only else paths_only(t, data_root, SOURCE_TASK) for t in tasks}
     # one job per (task, arm, seed, scored split); a run shared by several studies is trained once
-    jobs = {(st.task, arm, s, st.eval_split, tuple(st.sets)): None for st in studies for arm in st.arms
-            for s in st.seeds}
+    # seed by seed (stable within a seed): when a plan is cut short, every arm has the same seeds done
+    jobs = dict.fromkeys(sorted(((st.task, arm, s, st.eval_split, tuple(st.sets)) for st in studies
+                                 for arm in st.arms for s in st.seeds), key=lambda j: j[2]))
     results: dict[tuple, dict] = {}
     if not a.report_only:
         todo = len({(t, arm.name, s) for t, arm, s, _, _ in jobs
                     if not (out / t / arm.name / f"s{s}" / "done").is_file()})
         log(f"{len(studies)} studies, {len(jobs)} scored runs ({todo} to train), {a.jobs} at a time")
         failures = []
-        with ThreadPoolExecutor(a.jobs) as pool:
+        _TRAIN_SLOTS[0] = threading.BoundedSemaphore(a.jobs)
+        with ThreadPoolExecutor(max(len(jobs), 1)) as pool:
             futs = {pool.submit(one_run, out, t, arm, s, split_paths(paths[t], sp), [*a.extra, *sets], a.threads,
                                 sp): (t, arm, s, sp) for t, arm, s, sp, sets in jobs}
             for f, key in futs.items():

@@ -39,6 +39,11 @@ def sh(cmd: list, **kw) -> None:
     subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, **kw)
 
 
+def result_path(out: Path, task: str, arm: str, seed: int, split: str) -> Path:
+    """The test split's result is result.json (what `make reproduce` reports); the validation's result_val.json."""
+    return out / task / arm / f"s{seed}" / ("result.json" if split == "test" else f"result_{split}.json")
+
+
 def polyu_split(polyu: Path) -> dict:
     """(noisy, mean) pairs by split, split by scene (file name without the trailing index; 'plant_' is 'plant'
     re-shot). Sorted scene names: positions 0 and 2 mod 4 → train, 1 mod 4 → test, 3 mod 4 → val."""
@@ -72,10 +77,13 @@ def _valset(out: Path, args: list) -> None:
 
 
 def prepare_data(name: str, t: Task, data: Path, photos: Path, polyu: Path | None, quick: bool,
-                 source_task: str, oracle_shards: bool = True, camera_reference: bool = False) -> dict[str, Path]:
+                 source_task: str, oracle_shards: bool = True, camera_reference: bool = False,
+                 placebo_shards: bool = False) -> dict[str, Path]:
     """Shards (source pairs + unpaired target inputs + clean refs), oracle shards (unless `oracle_shards` is
     False: `make demo` trains no oracle), validation and test splits. `camera_reference` (camera-noise tasks) also
-    writes the splits and oracle pairs whose clean image is the camera's noise-free rendering (`*_cam`)."""
+    writes the splits and oracle pairs whose clean image is the camera's noise-free rendering (`*_cam`).
+    `placebo_shards` (corpus tasks) writes `placebo`: the same shards, but the real stream's pool-U crops carry the
+    source degradation (same crops and seeds), so a DAA run on them sees no target-domain data."""
     py = sys.executable
     root = data / name
     shards, oracle = root / "shards", root / "oracle"
@@ -119,6 +127,9 @@ def prepare_data(name: str, t: Task, data: Path, photos: Path, polyu: Path | Non
     if oracle_shards and not (oracle / "manifest.json").is_file():
         sh([py, "-m", "data_shards.write", "--corpus", photos, "--task", t.task, "--oracle", "--no-ref", "--out",
             oracle, *prof, *common])
+    if placebo_shards and not (root / "placebo" / "manifest.json").is_file():
+        sh([py, "-m", "data_shards.write", "--corpus", photos, "--task", t.task, "--real-domain", "source", "--out",
+            root / "placebo", *extra, *prof, *common])
     # denoising: random crops (SIDD's test blocks are not chosen for texture, and the flat regions are where noise
     # that an AWGN-trained denoiser leaves is visible); blur and rain keep the textured-crop rule (notes §3.3)
     crops = ["--candidates", "10" if not quick else "2"] if t.task == "denoise" else []
@@ -158,7 +169,8 @@ def paths_only(name: str, data_root: Path, source_task: str) -> dict[str, Path]:
     (for the merged ones, byte-identical to their parts')."""
     root = data_root / name
     src = data_root / source_task if name == "polyu" else root
-    return dict(shards=root / "shards", oracle=root / "oracle", test=root / "test", source_test=src / "test",
+    return dict(shards=root / "shards", oracle=root / "oracle", placebo=root / "placebo", test=root / "test",
+                source_test=src / "test",
                 val=root / "val", source_val=src / "val", oracle_cam=root / "oracle_cam", test_cam=root / "test_cam",
                 source_test_cam=src / "test", val_cam=root / "val_cam", source_val_cam=src / "val",
                 valpool_cam=root / "valpool_cam", source_valpool_cam=root / "valpool_cam",
