@@ -18,7 +18,7 @@ negatives), cs-only, detach-neg (negatives do not train R), daa_ref, oracle (the
 pairs) — plus optional config overrides. `--plan FILE` runs a list of studies (task × split × seeds × arms; `make
 reproduce` runs launch/studies/plans/daa_mini.yaml); without it, one study per task from --tasks/--variants/--set.
 
-Protocol (issue #12): configurations are chosen on the validation split; the test split is scored once per final
+Protocol (docs/RESULTS.md): configurations are chosen on the validation split; the test split is scored once per final
 configuration. A run trained for one split is reused for the other (only its evaluation is added).
 
 Every run caches its checkpoint and results (OUT/<task>/<arm>/s<seed>/result.json for test, result_val.json for val,
@@ -397,7 +397,7 @@ def main(argv=None) -> int:
     tasks = list(dict.fromkeys(st.task for st in studies))
     if "polyu" in tasks and polyu is None:
         raise SystemExit(f"error: task polyu needs the PolyU pairs: --polyu {a.polyu} is not a folder")
-    # daa_mini2: the corpus has a validation pool V since issue #12, so data written before lives elsewhere
+    # daa_mini2: data written for the corpus with a validation pool V (older data, without it, lives elsewhere)
     data_root = data / ("daa_mini_quick2" if a.quick else "daa_mini2")
     # --quick: a small pool-P-only corpus of its own (no apt, seconds to build); the study uses the full corpus
     photos = data_root / "photos" if a.quick else data / "photos"

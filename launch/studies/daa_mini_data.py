@@ -1,7 +1,7 @@
 """DAA-mini's data: per task the training shards, the oracle's shards and the fixed validation and test splits, each
 built once (a step is skipped when its manifest exists). Used by launch/studies/daa_mini.py.
 
-Splits (issue #12's protocol: every choice on the validation split, the test split scored once per final config):
+Splits (the protocol: every choice on the validation split, the test split scored once per final config):
 - corpus tasks: source pairs from pool S, unpaired target inputs from pool U (the oracle: their pairs), validation
   crops from pool V, test crops from pool E (photo_corpus.py; the four pools share no photo);
 - polyu: the PolyU scenes split three ways by sorted scene name (positions 0, 2 mod 4: unpaired real inputs and the

@@ -141,7 +141,7 @@ SPLIT_E = {"FreshFlower", "Kite", "life_by_Aitzol_Berasategi", "Picture_1A_by_fr
 SPLIT_S_D = {"Bridge_by_Sander_Klootwijk", "Picture_0B_by_freespace", "aitzgorri_by_Aitzol_Berasategi",
              "picosdeeuropa_by_Aitzol_Berasategi", "Aqua", "Dune", "GreenMeadow", "RainDrops", "BytheWater",
              "DarkestHour", "FallenLeaf", "OneStandsOut"}
-# V: validation photos, held out of U (issue #12): hyper-parameters are chosen on crops of these, never on E.
+# V: validation photos, held out of U: hyper-parameters are chosen on crops of these, never on E.
 # One lomiri-16.04, one mate and two plasma photos, textured ones (the textured-crop rule needs structure).
 SPLIT_V = {"Wine_by_Jakkub_Mede", "Garden", "ColdRipple", "Path"}
 # Pool-P-only fallback (no apt): smoke tests and CI only, too small for claims.
