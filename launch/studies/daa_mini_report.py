@@ -1,8 +1,8 @@
 """DAA-mini's tables, verdicts and plots (used by launch/studies/daa_mini.py).
 
 A study is one task scored on one split with a list of arms (rows): the test-split studies with arms baseline / daa /
-oracle get the verdict (the rule of docs/RESULTS.md); validation studies get no verdict, only each arm's difference to the
-baseline arm, since they exist to choose a configuration.
+oracle get the verdict (the rule of docs/RESULTS.md); validation studies get no verdict, only each arm's difference to
+the baseline arm, since they exist to choose a configuration.
 """
 from __future__ import annotations
 
