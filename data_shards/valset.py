@@ -37,10 +37,8 @@ from .imageio import decode_image
 from .imageio import to_float01 as to_float
 from .pngcrop import encode_png
 from .write import (
-    TASKS,
     UserError,
     _json_default,
-    _Parser,
     _profile_kw,
     corpus_split,
     list_inputs,
@@ -48,6 +46,7 @@ from .write import (
     quantize,
     read_image,
 )
+from .write_args import TASKS, _Parser
 
 FORMAT = "daa-valset/1"
 MANIFEST = "manifest.json"

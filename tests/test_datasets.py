@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_shards import datasets, selection, valset, write
+from data_shards import datasets, selection, valset, write, write_args
 from data_shards.imageio import decode_image
 from data_shards.stream import load_manifest
 
@@ -387,4 +387,4 @@ def test_every_recipe_cites_its_source():
     for name, r in datasets.REGISTRY.items():
         doc = r.collect.__doc__ or ""
         assert len(doc) > 200 and ("Noise-DA" in doc or "SPANet" in doc or "corpus" in doc), name
-        assert r.task in write.TASKS
+        assert r.task in write_args.TASKS
