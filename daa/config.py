@@ -212,6 +212,7 @@ RESUMABLE_FIELDS = (
     "run.keep_checkpoints", "run.tensorboard", "run.sample_images", "run.run_dir", "run.dist_timeout_minutes",
     "data.num_workers", "data.val", "data.val_limit", "data.shards", "run.kernels", "run.zero_bucket_elements",
     "run.channels_last", "run.compile", "run.cudnn_benchmark", "data.pin_memory",
+    "data.read_timeout", "data.min_rate", "data.rate_window", "data.verify_sha256", "data.trust_manifest_locations",
 )
 """Changing these does not change the optimisation, so a run directory may be resumed with new values."""
 

@@ -1,5 +1,5 @@
 """Named configs and --set overrides (daa/config.py)."""
-from daa.config import load_config
+from daa.config import identity_dict, load_config
 
 
 def test_a_str_override_keeps_its_text():
@@ -24,3 +24,13 @@ def test_later_fields_leave_the_identity_of_older_runs_alone():
     assert cool.hash() != plain.hash()
     assert identity_dict(cool)["objective"]["alpha_decay_images"] == 8000
     assert load_config("daa_mini", ["objective.alpha_decay_images=0"]).hash() == plain.hash()
+
+
+def test_remote_data_fields_do_not_change_a_runs_identity():
+    """How long a remote read may take, and whether manifests may name other hosts, does not change what is trained:
+    a run resumes with other values, and runs made before these fields existed keep their hash."""
+    plain = load_config("demo")
+    other = load_config("demo", ["data.read_timeout=5", "data.min_rate=1", "data.rate_window=2",
+                                 "data.verify_sha256=false", "data.trust_manifest_locations=true"])
+    assert other.hash() == plain.hash()
+    assert "read_timeout" not in identity_dict(plain)["data"]
