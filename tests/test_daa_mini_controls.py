@@ -202,3 +202,66 @@ def test_arms_filter_names_only_arms_of_the_chosen_studies(tmp_path):
     with pytest.raises(SystemExit, match="--arms: nope not in the chosen studies"):
         daa_mini.main(["--plan", str(PLAN), "--studies", "camdark-controls-val", "--arms", "baseline-ema-16k,nope",
                        "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o")])
+
+
+def _diff(lo, hi, seeds=(0, 1, 2)):
+    return {"seeds": list(seeds), "mean": (lo + hi) / 2, "per_seed": [(lo + hi) / 2] * len(seeds), "ci95": [lo, hi],
+            "photos": 3, "source": [-0.5, 0.1]}
+
+
+@pytest.mark.parametrize("vs_daa, vs_base, words", [
+    ((-0.9, -0.2), (-0.2, 0.3), "**adaptation**"),
+    ((-0.9, -0.2), (0.1, 0.4), "**partly adaptation**"),
+    ((-0.2, 0.3), (0.2, 0.9), "**regularisation**"),
+    ((0.1, 0.5), (0.6, 1.2), "**regularisation**"),
+    ((-0.3, 0.2), (-0.1, 0.3), "**undecided**"),
+])
+def test_placebo_reading_follows_the_fixed_rules(vs_daa, vs_base, words):
+    import daa_mini_controls as controls
+
+    diffs = {"daa − baseline": _diff(0.2, 0.8), "placebo − daa": _diff(*vs_daa), "placebo − baseline": _diff(*vs_base)}
+    assert controls.reading("placebo", diffs).startswith(words)
+    assert controls.reading("placebo", {"placebo − daa": _diff(*vs_daa)}) == "open"
+
+
+def test_postfilter_and_official_readings():
+    import daa_mini_controls as controls
+
+    base = {"daa − baseline": _diff(0.2, 0.8)}
+    assert "beats DAA" in controls.reading("post-filter", {**base, "post-filter − daa": _diff(0.1, 0.9)})
+    assert "as well as DAA" in controls.reading("post-filter", {**base, "post-filter − daa": _diff(-0.1, 0.9)})
+    assert "DAA beats" in controls.reading("post-filter", {**base, "post-filter − daa": _diff(-0.9, -0.1)})
+    one = _diff(-0.05, 0.1, seeds=(0,))
+    one["ci95"] = [float("nan"), float("nan")]
+    assert controls.reading("post-filter", {**base, "post-filter − daa": one}) == "open"
+    drives = controls.reading("official", {**base, "official − baseline-lr1e-4": _diff(-0.2, 0.2),
+                                           "official − daa": _diff(-0.8, -0.3)})
+    assert drives.startswith("no gain") and "choices drive the gain" in drives
+    same = controls.reading("official", {**base, "official − baseline-lr1e-4": _diff(0.1, 0.6),
+                                         "official − daa": _diff(-0.2, 0.2)})
+    assert same.startswith("gains") and "as much as" in same and "read as this project's do" in same
+
+
+def test_controls_summary_spliced_by_make_results(tmp_path):
+    import daa_mini_controls as controls
+    import daa_mini_headline as headline
+
+    test = {"study": "camdark-controls", "differences": {
+        "daa − baseline": _diff(0.1, 0.5), "post-filter − baseline": _diff(0.4, 0.9),
+        "post-filter − daa": _diff(0.05, 0.6), "placebo − baseline": _diff(0.2, 0.6),
+        "placebo − daa": _diff(-0.2, 0.3)}}
+    val = {"study": "camdark-controls-val", "differences": {"daa − baseline": _diff(0.3, 0.7)}}
+    (tmp_path / "summary.json").write_text("[]")
+    (tmp_path / "controls.json").write_text(json.dumps({"commits": ["0123456789abcdef"], "studies": [val, test]}))
+    doc = tmp_path / "R.md"
+    doc.write_text(f"{headline.BEGIN}\n{headline.END}\nx\n{controls.SUMMARY_BEGIN}\nOLD-TABLE\n{controls.SUMMARY_END}\nkept\n")
+    assert headline.main(["--results", str(tmp_path), "--splice", str(doc), "--controls-splice", str(doc)]) == 0
+    text = doc.read_text()
+    assert "OLD-TABLE" not in text and text.endswith(f"{controls.SUMMARY_END}\nkept\n") and "0123456" in text
+    placebo = next(ln for ln in text.splitlines() if ln.startswith("| placebo"))
+    assert "**regularisation**" in placebo and "**+0.40** [+0.20, +0.60]" in placebo
+    official = next(ln for ln in text.splitlines() if ln.startswith("| official"))
+    assert official.count("not run") == 3 and official.endswith("| open |")
+    doc.write_text(f"{headline.BEGIN}\n{headline.END}\n")  # controls.json present, no controls markers
+    with pytest.raises(SystemExit, match="needs one <!-- daa-mini-controls -->"):
+        headline.main(["--results", str(tmp_path), "--splice", str(doc), "--controls-splice", str(doc)])

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from daa_mini_data import paths_only, result_path  # noqa: E402
 from daa_mini_scoring import split_photos  # noqa: E402
+from daa_mini_stats import photo_seed_interval  # noqa: E402
 
 STUDIES = ("camdark-controls-val", "camdark-controls")
 COMPARISONS = (("daa", "baseline"), ("placebo", "baseline"), ("post-filter", "baseline"),
@@ -38,26 +39,20 @@ def _ms(xs: list[float]) -> tuple[float, float]:
     return m, float(np.std(xs, ddof=1)) if len(xs) > 1 else float("nan")
 
 
-def paired_bootstrap(a: dict[int, list[float]], b: dict[int, list[float]], photos: list[str], reps: int = 2000,
-                     seed: int = 0) -> dict:
-    """Row a − row b on the seeds both have: the crop-weighted mean difference, its per-seed values, and a 95 %
-    interval from resampling photos (with all their crops) and seeds, both with replacement."""
+def paired_bootstrap(a: dict[int, list[float]], b: dict[int, list[float]], photos: list[str]) -> dict:
+    """Row a − row b on the seeds both have: the crop-weighted mean difference, its per-seed values, and the 95 %
+    photo × seed bootstrap interval of the headline table (daa_mini_stats.photo_seed_interval: photos, with all their
+    crops, and seeds drawn with replacement)."""
     seeds = sorted(set(a) & set(b))
     if not seeds:
         return {"seeds": []}
     names = sorted(set(photos))
     idx = np.array([names.index(p) for p in photos])
-    d = np.array([np.asarray(a[s]) - np.asarray(b[s]) for s in seeds])  # seeds × crops
-    sums = np.stack([np.bincount(idx, weights=row, minlength=len(names)) for row in d])  # seeds × photos
     counts = np.bincount(idx, minlength=len(names)).astype(float)
-    rng = np.random.default_rng(seed)
-    draws = np.empty(reps)
-    for k in range(reps):
-        ss = rng.integers(0, len(seeds), len(seeds))
-        pp = rng.integers(0, len(names), len(names))
-        draws[k] = sums[np.ix_(ss, pp)].sum() / (counts[pp].sum() * len(ss))
-    per_seed = (sums.sum(1) / counts.sum()).tolist()
-    lo, hi = np.percentile(draws, [2.5, 97.5]) if len(seeds) > 1 else (float("nan"), float("nan"))
+    d = np.array([np.asarray(a[s]) - np.asarray(b[s]) for s in seeds])  # seeds × crops
+    per_photo = np.stack([np.bincount(idx, weights=row, minlength=len(names)) for row in d]) / counts  # seeds × photos
+    per_seed = (per_photo @ counts / counts.sum()).tolist()
+    lo, hi = photo_seed_interval(per_photo.T, counts) if len(seeds) > 1 else (float("nan"), float("nan"))
     return {"seeds": seeds, "mean": float(np.mean(per_seed)), "per_seed": per_seed, "ci95": [float(lo), float(hi)],
             "photos": len(names)}
 
@@ -127,6 +122,86 @@ def table_md(t: dict) -> str:
         lines.append(f"| {k} | {','.join(map(str, d['seeds']))} | {d['mean']:+.2f} | "
                      f"{' / '.join(f'{x:+.2f}' for x in d['per_seed'])} | {ci} | {d['source'][0]:+.2f} |")
     return "\n".join(lines)
+
+
+def sign(d: dict | None) -> str:
+    """'+' / '−' when the 95 % interval lies above / below 0, '0' when it holds 0, '?' without an interval."""
+    if not d or not d.get("seeds") or math.isnan(d["ci95"][0]):
+        return "?"
+    lo, hi = d["ci95"]
+    return "+" if lo > 0 else "−" if hi < 0 else "0"
+
+
+def reading(row: str, diffs: dict) -> str:
+    """What a control shows, by the reading rules written before any control was scored (docs/results/controls.md):
+    a difference counts only when its 95 % interval excludes 0."""
+    g = lambda a, b: sign(diffs.get(f"{a} − {b}"))  # noqa: E731
+    daa = g("daa", "baseline")
+    if row == "post-filter":
+        return {"+": "**smoothing**: a blur of the baseline, no training, beats DAA",
+                "0": "**smoothing**: a blur of the baseline, no training, does as well as DAA",
+                "−": "**more than smoothing**: DAA beats the best blur of the baseline"}.get(g(row, "daa"), "open")
+    if row == "placebo":
+        vs_daa, vs_base = g(row, "daa"), g(row, "baseline")
+        if "?" in (vs_daa, vs_base):
+            return "open"
+        if vs_daa == "−":
+            return ("**adaptation**: without target data the gain is gone" if vs_base != "+" else
+                    "**partly adaptation**: a gain without target data, and more with them")
+        if vs_base == "+":
+            return "**regularisation**: the gain comes without any target data"
+        return "**undecided**: the placebo differs from neither DAA nor the baseline"
+    if row == "official":
+        vs_own, vs_daa = g(row, "baseline-lr1e-4"), g(row, "daa")
+        if "?" in (vs_own, vs_daa):
+            return "open"
+        own = {"+": "gains", "0": "no gain", "−": "a loss"}[vs_own]
+        rel = {"+": "more than", "0": "as much as", "−": "less than"}[vs_daa]
+        if vs_own == daa:
+            drive = "the official settings read as this project's do"
+        elif daa == "+":
+            drive = "**this project's choices drive the gain**"
+        elif vs_own == "+":
+            drive = "the official settings gain where this project's do not"
+        else:
+            drive = "the official settings do worse than this project's"
+        return f"{own} over its own baseline, {rel} this project's DAA: {drive}"
+    return ""
+
+
+SUMMARY_BEGIN, SUMMARY_END = "<!-- daa-mini-controls -->", "<!-- /daa-mini-controls -->"
+ROWS = (("daa", "DAA (this project's final configuration)", "the reference", "baseline"),
+        ("placebo", "placebo: DAA with no target data (its real stream: pool U under the source noise)",
+         "adaptation vs a regulariser", "baseline"),
+        ("post-filter", "post-filter: the baseline's outputs blurred, σ chosen on validation, no training",
+         "adaptation vs smoothing", "baseline"),
+        ("official", "official hyper-parameters: α 0.2, one lr 1e-4, ε_θ dropout 0.2 (vs its baseline at lr 1e-4)",
+         "whether this project's choices drive the result", "baseline-lr1e-4"))
+
+
+def summary_md(doc: dict) -> str:
+    """The controls' one-glance table for docs/RESULTS.md (between SUMMARY_BEGIN / SUMMARY_END): per control its
+    difference to the baseline on validation and on the test pools, to DAA on the test pools, and its reading."""
+    val, test = (next((t for t in doc["studies"] if t["study"] == n), None) for n in STUDIES)
+
+    def cell(t: dict | None, key: str, bold: bool = False) -> str:
+        d = (t or {}).get("differences", {}).get(key)
+        if not d or not d.get("seeds"):
+            return "not run"
+        m = f"**{d['mean']:+.2f}**" if bold else f"{d['mean']:+.2f}"
+        return m + ("" if math.isnan(d["ci95"][0]) else f" [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]")
+
+    lines = ["| control | what it tells apart | validation: Δ vs baseline [95 %] | test pools: Δ vs baseline [95 %] "
+             "| test pools: Δ vs DAA [95 %] | source Δ, test | what it shows |", "|---|---|---|---|---|---|---|"]
+    for row, name, apart, ref in ROWS:
+        d = (test or {}).get("differences", {}).get(f"{row} − {ref}")
+        src = f"{d['source'][0]:+.2f}" if d and d.get("seeds") else ""
+        lines.append(f"| {name} | {apart} | {cell(val, f'{row} − {ref}', True)} | {cell(test, f'{row} − {ref}', True)}"
+                     f" | {'' if row == 'daa' else cell(test, f'{row} − daa')} | {src} | "
+                     f"{reading(row, (test or {}).get('differences', {})) if row != 'daa' else ''} |")
+    commits = ", ".join(c[:7] for c in doc.get("commits", []))
+    return "\n".join(lines) + (f"\n\n<sub>16k images, 3 seeds; test = pools E+F+G+H merged, scored once; runs at "
+                               f"{commits}; paired photo × seed bootstrap. Regenerate: `make results`.</sub>")
 
 
 MARKER = "<!-- below: generated by launch/studies/daa_mini_controls.py -->"

@@ -3,7 +3,9 @@
 Reads docs/results/summary.json (what `make reproduce` wrote) and the plan, applies the verdict rule and the
 bootstrap intervals (daa_mini_report.verdict, daa_mini_stats) to every study again, rewrites summary.json and
 tables.md with them, writes headline.md, and puts the table between the `<!-- daa-mini-headline -->` markers of each
---splice file (docs/RESULTS.md, README.md), so the verdicts a reader sees are the code's.
+--splice file (docs/RESULTS.md, README.md), so the verdicts a reader sees are the code's. With a controls.json beside
+summary.json (daa_mini_controls.py) it also puts the controls' table, read by their fixed rules, between the
+`<!-- daa-mini-controls -->` markers of docs/RESULTS.md.
 
 Plan keys it reads (daa_mini.py ignores them): a study's `setting` (its short name in the table) and `pooled_from`
 (the studies that scored the same runs on the pools of a merged split: their per-photo tables are merged for the
@@ -19,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from daa_mini_controls import SUMMARY_BEGIN, SUMMARY_END, summary_md  # noqa: E402
 from daa_mini_report import TEST_SPLITS, intervals, summaries_md, verdict  # noqa: E402
 from daa_mini_stats import HEADROOM_DB, PAIRED, PHOTOS_STD, STD_ONLY, with_pooled_photos  # noqa: E402
 
@@ -85,14 +88,18 @@ def headline_md(summaries: list[dict], settings: dict[str, str], notes: dict[tup
                                "\n\n<sub>Regenerate: `make results`.</sub>")
 
 
-def splice(path: Path, table: str) -> None:
+def _check(path: Path, begin: str = BEGIN, end: str = END) -> str:
+    text = path.read_text() if path.is_file() else ""
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise SystemExit(f"error: {path}: needs one {begin} line and one {end} line after it")
+    return text
+
+
+def splice(path: Path, table: str, begin: str = BEGIN, end: str = END) -> None:
     """Replace what lies between the markers of `path` with `table`; a one-line error if they are missing."""
-    text = path.read_text()
-    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise SystemExit(f"error: {path}: needs one {BEGIN} line and one {END} line after it")
-    pre, rest = text.split(BEGIN)
-    post = rest.split(END)[1]
-    path.write_text(f"{pre}{BEGIN}\n{table}\n{END}{post}")
+    pre, rest = _check(path, begin, end).split(begin)
+    post = rest.split(end)[1]
+    path.write_text(f"{pre}{begin}\n{table}\n{end}{post}")
 
 
 def plan_keys(plan: Path) -> tuple[dict, dict, dict]:
@@ -116,6 +123,8 @@ def main(argv=None) -> int:
     p.add_argument("--results", default="docs/results", help="the folder holding summary.json")
     p.add_argument("--splice", nargs="*", default=["docs/RESULTS.md", "README.md"],
                    help="markdown files whose headline block is replaced")
+    p.add_argument("--controls-splice", nargs="*", default=["docs/RESULTS.md"],
+                   help="markdown files whose controls block is replaced (from controls.json beside summary.json)")
     a = p.parse_args(argv)
     resolve = lambda s: Path(s) if Path(s).is_absolute() else ROOT / s  # noqa: E731
     results = resolve(a.results)
@@ -124,10 +133,17 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as e:
         raise SystemExit(f"error: {results / 'summary.json'}: {e}") from None
     settings, pooled, notes = plan_keys(resolve(a.plan))
+    controls = None
+    if (results / "controls.json").is_file():
+        try:
+            controls = summary_md(json.loads((results / "controls.json").read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"error: {results / 'controls.json'}: {e!r}") from None
     for f in a.splice:  # check every target before writing anything
-        text = resolve(f).read_text() if resolve(f).is_file() else ""
-        if text.count(BEGIN) != 1 or text.count(END) != 1:
-            raise SystemExit(f"error: {f}: needs one {BEGIN} line and one {END} line after it")
+        _check(resolve(f))
+    if controls is not None:
+        for f in a.controls_splice:
+            _check(resolve(f), SUMMARY_BEGIN, SUMMARY_END)
     summaries = rescore(summaries, pooled)
     table = headline_md(summaries, settings, notes)
     (results / "summary.json").write_text(json.dumps(summaries, indent=1))
@@ -135,6 +151,10 @@ def main(argv=None) -> int:
     (results / "headline.md").write_text(table + "\n")
     for f in a.splice:
         splice(resolve(f), table)
+    if controls is not None:
+        (results / "controls_summary.md").write_text(controls + "\n")
+        for f in a.controls_splice:
+            splice(resolve(f), controls, SUMMARY_BEGIN, SUMMARY_END)
     print(table)
     return 0
 
