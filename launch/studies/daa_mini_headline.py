@@ -5,7 +5,7 @@ bootstrap intervals (daa_mini_report.verdict, daa_mini_stats) to every study aga
 tables.md with them, writes headline.md, and puts the table between the `<!-- daa-mini-headline -->` markers of each
 --splice file (docs/RESULTS.md, README.md), so the verdicts a reader sees are the code's. With a controls.json beside
 summary.json (daa_mini_controls.py) it also puts the controls' table, read by their fixed rules, between the
-`<!-- daa-mini-controls -->` markers of docs/RESULTS.md.
+`<!-- daa-mini-controls -->` markers of docs/RESULTS.md and docs/results/controls.md.
 
 Plan keys it reads (daa_mini.py ignores them): a study's `setting` (its short name in the table) and `pooled_from`
 (the studies that scored the same runs on the pools of a merged split: their per-photo tables are merged for the
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     p.add_argument("--results", default="docs/results", help="the folder holding summary.json")
     p.add_argument("--splice", nargs="*", default=["docs/RESULTS.md", "README.md"],
                    help="markdown files whose headline block is replaced")
-    p.add_argument("--controls-splice", nargs="*", default=["docs/RESULTS.md"],
+    p.add_argument("--controls-splice", nargs="*", default=["docs/RESULTS.md", "docs/results/controls.md"],
                    help="markdown files whose controls block is replaced (from controls.json beside summary.json)")
     a = p.parse_args(argv)
     resolve = lambda s: Path(s) if Path(s).is_absolute() else ROOT / s  # noqa: E731
